@@ -1,0 +1,93 @@
+"""The demo's seed model: a character-level tokenizer and a small Llama trained from scratch on
+worked arithmetic rationales (the "human-written seeds" of STaR), built once and cached.
+
+The build is deterministic in its options and seed; the cache key is a hash of both, so a
+changed option builds a new model instead of silently reusing an old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starloop.loop.config import DatasetConfig, PromptConfig, TrainConfig, build
+from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeedModelOptions:
+    seed_levels: dict[str, int] = field(default_factory=lambda: {"2": 1500, "3": 1500, "4": 100})
+    """Worked examples per level (number of operands)."""
+    max_operand: int = 99
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    epochs: float = 3.0
+    lr: float = 2e-3
+    batch_size: int = 64
+    max_length: int = 160
+
+
+def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
+    """Worked rationales {expr, answer, level, rationale} of the seed split."""
+    rows = []
+    for level, count in sorted(opts.seed_levels.items(), key=lambda kv: int(kv[0])):
+        o = ArithmeticOptions(split="seed", levels=[int(level)], per_level=count, max_operand=opts.max_operand)
+        rows += generate(o, seed)
+    return rows
+
+
+def real_rows_arithmetic(cfg: DatasetConfig, seed: int) -> list[dict[str, Any]]:
+    """Gold worked rationales usable as real SFT data (data.real with source arithmetic)."""
+    o = build(ArithmeticOptions, {"split": "seed", **cfg.options}, prefix="data.real.options.")
+    return [{"problem_text": r["expr"], "completion": r["rationale"], "problem_id": r["id"]} for r in generate(o, seed)]
+
+
+def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_dir: str | Path, seed: int) -> Path:
+    """Path of the seed model for ``options``; trains and caches it on first use."""
+    from starloop.loop.prompts import render_prompt
+    from starloop.loop.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
+    from starloop.loop.train import train_sft
+
+    opts = build(SeedModelOptions, dict(options), prefix="model.builtin_options.")
+    key_src = json.dumps({"opts": asdict(opts), "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
+    final = Path(cache_dir) / f"arithmetic-seed-{key}"
+    if (final / "model" / "config.json").exists():
+        log.info("seed model: cached at %s", final / "model")
+        return final / "model"
+    log.info("seed model: building %s (first use)", final)
+    rows = seed_rows(opts, seed)
+    tok = build_char_tokenizer([r["expr"] + r["rationale"] for r in rows])
+    spec = TinyModelSpec(
+        hidden_size=opts.hidden_size,
+        intermediate_size=opts.intermediate_size,
+        num_hidden_layers=opts.num_hidden_layers,
+        num_attention_heads=opts.num_attention_heads,
+        num_key_value_heads=opts.num_attention_heads,
+    )
+    init_dir = final.with_name(final.name + ".init")
+    save_model(build_tiny_llama(tok, spec, seed), tok, init_dir)
+    sft = [{"prompt": render_prompt(tok, r["expr"], prompt_cfg), "completion": r["rationale"]} for r in rows]
+    tcfg = TrainConfig(
+        epochs=opts.epochs, lr=opts.lr, batch_size=opts.batch_size, max_length=opts.max_length,
+        lr_scheduler="cosine", warmup_ratio=0.05, seed=seed, logging_steps=50,
+    )
+    partial = final.with_name(final.name + ".partial")
+    import shutil
+
+    shutil.rmtree(partial, ignore_errors=True)
+    stats = train_sft(str(init_dir), sft, tcfg, partial)
+    shutil.rmtree(partial / "trainer", ignore_errors=True)
+    (partial / "seed_build.json").write_text(json.dumps({"options": asdict(opts), "seed": seed, "train": stats}, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    shutil.rmtree(init_dir, ignore_errors=True)
+    return final / "model"

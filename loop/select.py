@@ -1,0 +1,113 @@
+"""The select stage: the SFT set of one iteration.
+
+Verified traces (and verified STaR rationales), at most ``k`` per problem, duplicates removed;
+truncated or unparseable samples are never selected (only ``ok`` verdicts are). Optional real
+(gold) rows and a replay of earlier iterations' SFT rows are mixed in by fraction.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from typing import Any
+
+from starloop.loop.config import SelectConfig
+from starloop.loop.types import Sample
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def sft_row(s: Sample, source: str) -> dict[str, Any]:
+    return {
+        "prompt": s.prompt,
+        "completion": s.completion,
+        "problem_id": s.problem_id,
+        "iteration": s.iteration,
+        "source": source,
+        "hinted": s.hinted,
+        "model": s.model,
+        "reason": (s.verdict or {}).get("reason"),
+    }
+
+
+def select_traces(
+    samples: list[Sample], rationales: list[Sample], cfg: SelectConfig, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Self-generated SFT rows: verified traces first, then rationales, ``<= k`` per problem."""
+    rng = random.Random(seed)
+    stats = {"candidates": 0, "exact_duplicates": 0, "near_duplicates": 0, "not_verified": 0}
+    if not cfg.selfgen:
+        return [], stats
+    by_problem: dict[str, list[tuple[Sample, str]]] = defaultdict(list)
+    for s in samples:
+        by_problem[s.problem_id].append((s, "selfgen"))
+    for s in rationales:
+        by_problem[s.problem_id].append((s, "rationalized"))
+    rows: list[dict[str, Any]] = []
+    for pid in sorted(by_problem):
+        cands = by_problem[pid]
+        stats["candidates"] += len(cands)
+        if not cfg.include_unverified:
+            ok = [(s, src) for s, src in cands if s.correct]
+            stats["not_verified"] += len(cands) - len(ok)
+            cands = ok
+        rng.shuffle(cands)
+        seen: set[str] = set()
+        picked: list[tuple[Sample, str]] = []
+        for s, src in cands:
+            key = normalize(s.completion)
+            if cfg.dedup != "none" and key in seen:
+                stats["exact_duplicates"] += 1
+                continue
+            seen.add(key)
+            picked.append((s, src))
+        if cfg.dedup == "near":
+            from starloop.loop.dedup import drop_near_duplicates
+
+            before = len(picked)
+            picked = drop_near_duplicates(picked, key=lambda t: t[0].completion, threshold=cfg.near_dup_threshold)
+            stats["near_duplicates"] += before - len(picked)
+        rows.extend(sft_row(s, src) for s, src in picked[: cfg.max_per_problem])
+    return rows, stats
+
+
+def mix(
+    selfgen: list[dict[str, Any]],
+    real: list[dict[str, Any]],
+    replay: list[dict[str, Any]],
+    cfg: SelectConfig,
+    seed: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Mix real and replay rows into the self-generated ones by the configured fractions.
+
+    With fractions f_real and f_replay, the final set has ``n_self / (1 - f_real - f_replay)``
+    rows; real and replay rows are drawn without replacement (as many as exist). When there is
+    no self-generated data (the seed-only control), the real rows are used whole.
+    """
+    rng = random.Random(seed)
+    rows = list(selfgen)
+    n_real = n_replay = 0
+    if not selfgen and real and not cfg.selfgen:
+        rows, n_real = list(real), len(real)
+    else:
+        rest = 1.0 - cfg.real_fraction - cfg.replay_fraction
+        total = len(selfgen) / rest if rest > 0 else len(selfgen)
+        if cfg.real_fraction and real:
+            n_real = min(len(real), round(total * cfg.real_fraction))
+            rows += [{**r, "source": "real"} for r in rng.sample(real, n_real)]
+        if cfg.replay_fraction and replay:
+            n_replay = min(len(replay), round(total * cfg.replay_fraction))
+            rows += [{**r, "source": "replay"} for r in rng.sample(replay, n_replay)]
+    rng.shuffle(rows)
+    stats = {
+        "rows": len(rows),
+        "selfgen_rows": len(selfgen),
+        "real_rows": n_real,
+        "replay_rows": n_replay,
+        "real_fraction": n_real / len(rows) if rows else 0.0,
+        "problems": len({r.get("problem_id") for r in rows}),
+    }
+    return rows, stats

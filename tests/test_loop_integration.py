@@ -1,0 +1,80 @@
+"""One full iteration of the loop on a tiny locally built model, with each sampler backend."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from starloop.loop.config import load_config
+from starloop.loop.run import STAGES, Loop
+from starloop.loop.sample import release_sampler
+
+from .conftest import require_vllm
+
+
+def _run(tmp_path, overrides):
+    cfg = load_config(None, overrides)
+    loop = Loop(cfg, tmp_path / "run")
+    metrics = loop.run()
+    release_sampler()
+    return loop, metrics
+
+
+def _check_run(loop, metrics, expect_training: bool):
+    assert [m["iteration"] for m in metrics] == [0, 1]
+    for m in metrics:
+        assert 0.0 <= m["pass@1"] <= 1.0 and set(m["pass@k"]) == {"1", "2"}
+    stages = loop.rd.manifest()["stages"]
+    assert all(f"iter-001/{s}" in stages for s in STAGES) and "iter-000/evaluate" in stages
+    samples = [json.loads(x) for x in (loop.rd.root / "iter-001/verify/verified.jsonl").read_text().splitlines()]
+    assert len(samples) == 24 * 2
+    for s in samples:
+        assert s["verdict"]["reason"] in ("ok", "wrong", "unparseable", "truncated")
+        assert s["finish_reason"] in ("stop", "length") and s["model"] and s["iteration"] == 1
+        if s["verdict"]["reason"] == "truncated":
+            assert s["finish_reason"] == "length"
+    model_dir = loop.rd.root / "iter-001/train/model"
+    assert (model_dir / "config.json").exists() and (model_dir / "tokenizer_config.json").exists()
+    if expect_training:
+        assert stages["iter-001/train"]["steps"] > 0 and stages["iter-001/select"]["rows"] > 0
+
+
+@require_vllm
+def test_one_iteration_vllm(tmp_path, tiny_overrides):
+    # Selecting unverified samples too guarantees a non-empty SFT set, so training really runs.
+    loop, metrics = _run(tmp_path, [*tiny_overrides, "sampling.backend=vllm", "select.include_unverified=true"])
+    _check_run(loop, metrics, expect_training=True)
+
+
+def test_one_iteration_transformers(tmp_path, tiny_overrides):
+    loop, metrics = _run(tmp_path, [*tiny_overrides, "sampling.backend=transformers", "select.real_fraction=0.5",
+                                    "select.include_unverified=true"])
+    _check_run(loop, metrics, expect_training=True)
+    sft = [json.loads(x) for x in (loop.rd.root / "iter-001/select/sft.jsonl").read_text().splitlines()]
+    assert {r["source"] for r in sft} == {"selfgen", "real"}
+
+
+def test_rerun_does_nothing(tmp_path, tiny_overrides):
+    """`starloop run` twice on one run dir: the second run does no work and says it is complete."""
+    args = [sys.executable, "-m", "starloop.loop.cli", "run", "--run-dir", str(tmp_path / "run"),
+            "--iterations", "1", *sum((["--set", o] for o in tiny_overrides), []),
+            "--set", "sampling.backend=transformers"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    manifest = (tmp_path / "run/manifest.json").read_text()
+    second = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "is complete" in second.stdout + second.stderr
+    assert "running" not in second.stdout + second.stderr
+    assert (tmp_path / "run/manifest.json").read_text() == manifest
+
+
+def test_changed_config_refused(tmp_path, tiny_overrides):
+    from starloop.loop.rundir import RunDirMismatch
+
+    cfg = load_config(None, [*tiny_overrides, "iterations=0", "sampling.backend=transformers"])
+    Loop(cfg, tmp_path / "run").run()
+    with pytest.raises(RunDirMismatch, match="sampling.temperature"):
+        Loop(load_config(None, [*tiny_overrides, "iterations=0", "sampling.backend=transformers",
+                                "sampling.temperature=0.3"]), tmp_path / "run").run()

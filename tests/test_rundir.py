@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from starloop.loop.config import load_config
+from starloop.loop.rundir import RunDir, RunDirMismatch
+
+
+def test_stage_atomic_and_manifest(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.init(load_config())
+    key = RunDir.key(1, "sample")
+    with pytest.raises(RuntimeError):
+        with rd.stage(key) as out:
+            (out / "x.txt").write_text("partial")
+            raise RuntimeError("killed")
+    assert not rd.path(key).exists() and not rd.is_done(key)
+    with rd.stage(key) as out:
+        (out / "x.txt").write_text("done")
+    assert not rd.is_done(key)  # renamed but not recorded yet: counts as unfinished
+    rd.record(key, {"n": 1})
+    assert rd.is_done(key) and (rd.path(key) / "x.txt").read_text() == "done"
+    # A leftover partial dir from a killed attempt is replaced on the next attempt.
+    key2 = RunDir.key(1, "verify")
+    stale = rd.path(key2).with_name(".verify.partial")
+    stale.mkdir(parents=True)
+    (stale / "junk").write_text("junk")
+    with rd.stage(key2) as out:
+        assert not (out / "junk").exists()
+
+
+def test_config_mismatch_refused(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.init(load_config())
+    rd.init(load_config(None, ["iterations=9"]))  # iterations may change (extend a run)
+    with pytest.raises(RunDirMismatch) as exc:
+        rd.init(load_config(None, ["train.lr=0.5"]))
+    assert "train.lr" in str(exc.value) and "--run-dir" in str(exc.value)
+
+
+def test_metrics_one_row_per_iteration(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.init(load_config())
+    rd.write_metrics_row({"iteration": 1, "pass@1": 0.2})
+    rd.write_metrics_row({"iteration": 0, "pass@1": 0.1})
+    rd.write_metrics_row({"iteration": 1, "pass@1": 0.3})
+    rows = [json.loads(x) for x in rd.metrics_path.read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1] and rows[1]["pass@1"] == 0.3

@@ -1,0 +1,30 @@
+"""starloop verifiers: judge a model's completion against a problem and return a Verdict.
+
+Built in: ``math`` (final-answer extraction and SymPy equivalence) and ``code`` (the program
+runs against unit tests in the sandbox). Add your own with :func:`register_verifier`, or from a
+separate package through the ``starloop.verifiers`` entry-point group.
+"""
+
+from starloop.verifiers.registry import (
+    VerifierSpec,
+    VerifyItem,
+    get_verifier,
+    list_verifiers,
+    register_verifier,
+    verify_batch,
+    verify_one,
+)
+from starloop.verifiers.types import REASONS, Problem, Verdict
+
+__all__ = [
+    "REASONS",
+    "Problem",
+    "Verdict",
+    "VerifierSpec",
+    "VerifyItem",
+    "get_verifier",
+    "list_verifiers",
+    "register_verifier",
+    "verify_batch",
+    "verify_one",
+]

@@ -1,0 +1,1 @@
+"""Code verifier: placeholder module, registered by the sandbox-backed implementation."""
