@@ -1,4 +1,4 @@
-"""Further ``starloop`` subcommands (sample, pairs, train, eval), kept apart from the core CLI."""
+"""Further ``starloop`` subcommands, each group in its own module."""
 
 from __future__ import annotations
 
@@ -7,3 +7,7 @@ import argparse
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the extra subcommands on ``sub``."""
+    from starloop.loop import cli_eval, cli_train
+
+    cli_train.add_commands(sub)
+    cli_eval.add_commands(sub)
