@@ -75,7 +75,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     path = write_report(rd)
     print_table(rd)
-    print(f"wrote {path} and {rd.root / 'accuracy.png'}")
+    pngs = ", ".join(p.name for p in sorted(rd.root.glob("*.png")))
+    print(f"wrote {path} and {pngs}")
     return 0
 
 

@@ -28,17 +28,23 @@ class DatasetConfig:
     """Where problems come from: a task adapter (``source``) and its arguments."""
 
     source: str = "arithmetic"
-    """Adapter name: arithmetic (built-in demo task), jsonl / parquet / hub (generic), gsm8k, math, mbpp, humaneval."""
+    """Adapter name: arithmetic (built-in demo task), jsonl / parquet / hub / file (generic, with ``fields``),
+    gsm8k, math, math500, mbpp, humaneval, or mixed (the union of ``parts``)."""
     path: str | None = None
-    """Local file, directory or Hub id, for file-based adapters."""
+    """Local file (.jsonl/.json/.parquet/.csv), ``save_to_disk`` directory, data directory, or Hub id."""
     split: str | None = None
+    """Split name, with optional Hugging Face slicing: ``train``, ``test[:500]``, ``train[10%:]``."""
     limit: int | None = None
     task: str | None = None
-    """Verifier name for every problem (generic adapter); adapters that know their task set it."""
+    """Verifier name for every problem; overrides the adapter's default (gsm8k/math: math, mbpp/humaneval: code)."""
     fields: dict[str, str] = field(default_factory=dict)
     """Field mapping for the generic adapter: {id, prompt, answer, tests, task} -> column name."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Adapter-specific options (for the arithmetic task: levels, counts, seed)."""
+    """Adapter-specific options (arithmetic: levels, counts; Hub datasets: ``name`` (config, or a list of
+    configs to concatenate) and ``revision``; see each adapter in loop/tasks/)."""
+    parts: list[DatasetConfig] = field(default_factory=list)
+    """For ``source: mixed``: the datasets whose problems are pooled (e.g. math and code problems in one
+    loop; each problem's task picks its verifier)."""
 
 
 @dataclass
@@ -111,10 +117,12 @@ class RationalizeConfig:
 class SelectConfig:
     max_per_problem: int = 4
     dedup: Literal["none", "exact", "near"] = "exact"
+    """exact: whitespace-normalized text; near: exact, then word 3-gram Jaccard >= near_dup_threshold."""
     near_dup_threshold: float = 0.9
-    """Jaccard similarity (word 3-grams, MinHash) above which two traces count as near duplicates."""
+    """Jaccard similarity of word 3-gram sets (exact, per problem) at or above which two traces are near duplicates."""
     include_unverified: bool = False
-    """Ablation only: select samples without looking at verdicts (no filtering)."""
+    """Ablation only: select samples without looking at verdicts, i.e. no filtering at all (wrong,
+    unparseable and truncated samples are selected too); cap and dedup still apply."""
     real_fraction: float = 0.0
     """Fraction of the SFT set drawn from data.real (gold data) each iteration."""
     replay_fraction: float = 0.0
@@ -152,11 +160,17 @@ class TrainConfig:
     dpo_loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
     """TRL loss types; ["sigmoid", "sft"] is DPO + NLL (Iterative RPO)."""
     dpo_loss_weights: list[float] | None = None
+    """One weight per loss type (None = all 1.0)."""
     dpo_lr: float = 5e-6
     dpo_epochs: float = 1.0
     pairs_strategy: Literal["random", "hardest", "length_matched"] = "random"
+    """How failed completions are paired with correct ones (see loop/pairs.py): random; hardest (highest
+    verifier score, then most similar to the chosen); length_matched (smallest length difference)."""
     pairs_per_prompt: int = 2
     pairs_exclude_truncated: bool = True
+    """Never use a truncated completion as the rejected one (a truncated completion is not a wrong one)."""
+    keep_sft_model: bool = True
+    """With dpo: keep the SFT checkpoint as train/sft_model (false deletes it once DPO is done)."""
     launcher: Literal["inprocess", "subprocess", "accelerate", "torchrun"] = "inprocess"
     num_processes: int = 1
     num_machines: int = 1
@@ -330,6 +344,20 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"select.{frac}: must be in [0, 1), got {v}")
     if cfg.select.real_fraction > 0 and cfg.data.real is None:
         raise ConfigError("select.real_fraction > 0 needs data.real (a dataset of gold SFT rows)")
+    t = cfg.train
+    if t.pairs_per_prompt < 1:
+        raise ConfigError(f"train.pairs_per_prompt: must be >= 1, got {t.pairs_per_prompt}")
+    if not t.dpo_loss_type:
+        raise ConfigError("train.dpo_loss_type: needs at least one loss type, e.g. [sigmoid]")
+    if t.dpo_loss_weights is not None and len(t.dpo_loss_weights) != len(t.dpo_loss_type):
+        raise ConfigError(
+            f"train.dpo_loss_weights: {len(t.dpo_loss_weights)} weights for {len(t.dpo_loss_type)} loss types "
+            f"{t.dpo_loss_type}"
+        )
+    if t.dpo_beta <= 0:
+        raise ConfigError(f"train.dpo_beta: must be > 0, got {t.dpo_beta}")
+    if t.num_processes < 1 or t.num_machines < 1:
+        raise ConfigError("train.num_processes and train.num_machines must be >= 1")
     from starloop.verifiers.registry import get_verifier
 
     for name, opts in cfg.verify.options.items():

@@ -1,7 +1,8 @@
 """``starloop verify``: verify completions in a JSONL file.
 
 Input rows: ``completion`` plus ``answer`` (math) or ``tests`` (code); optional ``finish_reason``,
-``id`` / ``problem_id``, ``prompt``; every other field passes through. Output rows: the input
+``id`` / ``problem_id``, ``prompt``, and the code verifier's ``entry_point`` / ``stub`` / ``imports``;
+every other field passes through. Output rows: the input
 row plus ``verdict``. Unusable input (bad JSON, a missing or non-string field) is refused
 before any work, with the row number; the output is written atomically.
 """
@@ -17,6 +18,9 @@ from starloop.verifiers.registry import VerifyItem, get_verifier, verify_batch
 from starloop.verifiers.types import Problem
 
 log = logging.getLogger(__name__)
+
+# Row fields that verifiers read from Problem.meta (code: HumanEval entry point, stub, imports).
+META_FIELDS = ("entry_point", "stub", "imports", "level")
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -54,7 +58,7 @@ def rows_to_items(rows: list[dict], verifier: str, path: Path) -> list[VerifyIte
             prompt=str(row.get("prompt", "")),
             answer=None if answer is None else str(answer),
             tests=tests,
-            meta={k: row[k] for k in ("entry_point",) if k in row},
+            meta={k: row[k] for k in META_FIELDS if k in row},
         )
         items.append(VerifyItem(comp, problem, fr if isinstance(fr, str) else None))
     return items

@@ -1,6 +1,9 @@
 """Task adapters: turn a dataset description (:class:`DatasetConfig`) into :class:`Problem` s.
 
-Adapters are registered by name; ``data.train.source`` / ``data.eval.source`` pick one.
+Adapters are registered by name; ``data.train.source`` / ``data.eval.source`` pick one:
+``arithmetic`` (the demo task), ``gsm8k``, ``math``, ``math500``, ``mbpp``, ``humaneval``, the generic
+``jsonl`` / ``parquet`` / ``hub`` / ``file`` (any schema, through ``data.*.fields``), and ``mixed``
+(several datasets pooled; each problem's ``task`` picks its verifier).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def adapter_names() -> list[str]:
 
 
 def _load_builtins() -> None:
-    from starloop.loop.tasks import arithmetic, generic  # noqa: F401
+    from starloop.loop.tasks import arithmetic, generic, gsm8k, humaneval, math_tasks, mbpp  # noqa: F401
 
 
 def load_problems(cfg: DatasetConfig, seed: int = 0) -> list[Problem]:
