@@ -1,6 +1,12 @@
 """Near-duplicate removal of traces by word n-gram Jaccard similarity (as Self-Instruct filters
-near-identical instructions). Quadratic per group, which is fine for the <= tens of traces per
-problem it is used on."""
+near-identical instructions, there with ROUGE-L).
+
+The similarity is exact: each trace is compared with every kept trace of its group. Traces are
+only compared within one problem (tens of them), where this quadratic comparison is cheap and
+exact; MinHash / LSH (e.g. ``datasketch``) approximates the same Jaccard similarity to scale to
+millions of documents, which this use does not need. The same measure serves the ``hardest``
+pairing strategy (similarity of a failed completion to the correct one, ``starloop.loop.pairs``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ T = TypeVar("T")
 
 
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    """The set of word ``n``-grams of ``text`` (the whole word sequence when shorter than ``n``)."""
     words = text.split()
     if len(words) < n:
         return frozenset({tuple(words)})
@@ -18,6 +25,7 @@ def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
 
 
 def jaccard(a: frozenset, b: frozenset) -> float:
+    """|a & b| / |a | b| (1.0 for two empty sets)."""
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import ConfigError, DatasetConfig, RunConfig
-from starloop.loop.evaluate import summarize
-from starloop.loop.io import read_json, read_jsonl, write_json, write_jsonl
+from starloop.loop.evaluate import evaluate_model
+from starloop.loop.io import read_json, read_jsonl, write_jsonl
 from starloop.loop.rationalize import failed_problems, hinted_text, keep_rationales
 from starloop.loop.rundir import RunDir
 from starloop.loop.sample import GenParams, get_sampler, release_sampler
@@ -143,6 +143,13 @@ class Loop:
     # ------------------------------------------------------------------ stages
     def _sample(self, model: str, problems: list[Problem], prompts: list[str], params: GenParams,
                 iteration: int, hinted: bool, seed: int) -> list[Sample]:
+        if self.cfg.sampling.data_parallel_size > 1:
+            # One replica process per shard of the problems; finished shards survive a failure.
+            from starloop.loop.shard import sample_sharded
+
+            release_sampler()
+            return sample_sharded(model, self.cfg, problems, prompts, params, iteration, hinted, seed,
+                                  root=self.rd.root / "shards")
         if self.isolate:
             return _in_child(sample_problems, model, self.cfg, problems, prompts, params, iteration, hinted, seed)
         return sample_problems(model, self.cfg, problems, prompts, params, iteration, hinted, seed)
@@ -225,26 +232,58 @@ class Loop:
         ]
 
     def stage_train(self, it: int, out: Path) -> dict[str, Any]:
-        rows = read_jsonl(self.rd.path(RunDir.key(it, "select")) / "sft.jsonl")
-        init = self.base_model if self.cfg.train.init == "base" else self.model_for(it - 1)
-        if not rows:
-            # Nothing verified: the checkpoint is the starting point unchanged (recorded as such).
-            log.warning("iteration %d: empty SFT set, model carried over unchanged", it)
-            import shutil
+        """SFT on the select stage's rows into ``out/model``; with ``train.dpo``, then DPO on this
+        iteration's verified pairs, starting from the SFT model (kept as ``out/sft_model``)."""
+        import shutil
 
-            shutil.copytree(init, out / "model")
-            return {"rows": 0, "steps": 0, "init": init}
-        release_sampler()
+        from starloop.loop.pairs import build_pairs, candidates_from_samples, no_pairs_message
         from starloop.loop.phase import run_training
 
-        stats = run_training(self.cfg, "sft", init, out, rows=rows, isolate=self.isolate)
-        return {**stats, "init": init}
+        t = self.cfg.train
+        rows = read_jsonl(self.rd.path(RunDir.key(it, "select")) / "sft.jsonl")
+        init = self.base_model if t.init == "base" else self.model_for(it - 1)
+        release_sampler()
+        if rows:
+            info = {**run_training(self.cfg, "sft", init, out, rows=rows, isolate=self.isolate), "init": init}
+        else:
+            # Nothing verified: the SFT checkpoint is the starting point unchanged (recorded as such).
+            log.warning("iteration %d: empty SFT set, model carried over unchanged", it)
+            shutil.copytree(init, out / "model")
+            info = {"rows": 0, "steps": 0, "init": init}
+        if not t.dpo:
+            return info
+        samples = self._load_samples(it, "verify", "verified.jsonl")
+        cands = candidates_from_samples(samples, {s.problem_id: self.problems_by_id[s.problem_id].task
+                                                  for s in samples})
+        pairs, pstats = build_pairs(cands, strategy=t.pairs_strategy, per_prompt=t.pairs_per_prompt,
+                                    exclude_truncated=t.pairs_exclude_truncated, seed=self.cfg.seed + it)
+        write_jsonl(out / "pairs.jsonl", pairs)
+        info["pairs"] = pstats
+        if not pairs:
+            log.warning("iteration %d: DPO skipped, %s", it, no_pairs_message(pstats))
+            info["dpo"] = {"skipped": "no pairs"}
+            return info
+        os.replace(out / "model", out / "sft_model")
+        info["dpo"] = run_training(self.cfg, "dpo", str(out / "sft_model"), out, rows=pairs, isolate=self.isolate)
+        if not t.keep_sft_model:
+            shutil.rmtree(out / "sft_model")
+        log.info("iteration %d: DPO on %d pairs (%d prompts), loss %s -> %s", it, len(pairs),
+                 pstats["prompts_with_pairs"], info["dpo"].get("first_loss"), info["dpo"].get("last_loss"))
+        return info
 
     def stage_evaluate(self, it: int, out: Path) -> dict[str, Any]:
-        model = self.model_for(it)
-        metrics = evaluate_model(self, model, self.eval_problems, out, seed=self.cfg.seed + 7919 * (it + 1))
+        from starloop.loop.report import log_iteration
+
+        c = self.cfg
+        metrics = evaluate_model(
+            self.model_for(it), self.eval_problems, prompt_cfg=c.prompt, sampling_cfg=c.sampling, eval_cfg=c.eval,
+            verify_cfg=c.verify, out=out, seed=c.seed + 7919 * (it + 1), prompts=self.prompts_for(self.eval_problems),
+            sample_fn=lambda m, ps, pr, params, s: self._sample(m, ps, pr, params, -1, False, s),
+            progress=self.progress,
+        )
         row = {"iteration": it, **metrics}
         self.rd.write_metrics_row(row)
+        log_iteration(c, self.rd.root, row)
         return {"pass@1": metrics.get("pass@1"), "pass@k": metrics.get("pass@k")}
 
     # ------------------------------------------------------------------ driver
@@ -273,6 +312,12 @@ class Loop:
         if not self.pending():
             log.info("run %s is complete (%d iterations); nothing to do", self.rd.root, self.cfg.iterations)
             return self.rd.metrics()
+        # Everything the run logs also goes to run.log in the run directory.
+        handler = logging.FileHandler(self.rd.root / "run.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("starloop").addHandler(handler)
+        if logging.getLogger("starloop").getEffectiveLevel() > logging.INFO:
+            logging.getLogger("starloop").setLevel(logging.INFO)
         self.setup()
         try:
             self._stage(0, "evaluate", lambda out: self.stage_evaluate(0, out))
@@ -281,6 +326,8 @@ class Loop:
                     self._stage(it, stage, lambda out, s=stage, i=it: getattr(self, f"stage_{s}")(i, out))
         finally:
             release_sampler()
+            logging.getLogger("starloop").removeHandler(handler)
+            handler.close()
         return self.rd.metrics()
 
 
@@ -298,28 +345,6 @@ def sample_problems(model: str, cfg: RunConfig, problems: list[Problem], prompts
                               finish_reason=g.finish_reason, num_tokens=g.num_tokens, index=j, hinted=hinted,
                               model=model, temperature=params.temperature, top_p=params.top_p, seed=seed))
     return out
-
-
-def evaluate_model(loop: Loop, model: str, problems: list[Problem], out: Path, seed: int) -> dict[str, Any]:
-    """Greedy pass@1 and sampled pass@k / maj@k of ``model`` on ``problems``; writes samples + metrics."""
-    e = loop.cfg.eval
-    max_tokens = e.max_tokens or loop.cfg.sampling.max_tokens
-    stop = tuple(loop.cfg.sampling.stop)
-    prompts = loop.prompts_for(problems)
-    greedy: list[Sample] = []
-    if e.greedy:
-        greedy = loop._sample(model, problems, prompts, GenParams(1, 0.0, 1.0, max_tokens, stop), -1, False, seed)
-        verify_samples(greedy, loop.problems_by_id, loop.cfg.verify, progress=loop.progress)
-        write_jsonl(out / "greedy.jsonl", (x.to_dict() for x in greedy))
-    sampled: list[Sample] = []
-    if e.n > 0 and e.k:
-        sampled = loop._sample(model, problems, prompts, GenParams(e.n, e.temperature, 1.0, max_tokens, stop), -1,
-                               False, seed)
-        verify_samples(sampled, loop.problems_by_id, loop.cfg.verify, progress=loop.progress)
-        write_jsonl(out / "sampled.jsonl", (x.to_dict() for x in sampled))
-    metrics = summarize(problems, sampled, greedy, e.k)
-    write_json(out / "metrics.json", metrics)
-    return metrics
 
 
 def load_metrics(stage_dir: Path) -> dict[str, Any]:

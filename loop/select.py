@@ -3,16 +3,24 @@
 Verified traces (and verified STaR rationales), at most ``k`` per problem, duplicates removed;
 truncated or unparseable samples are never selected (only ``ok`` verdicts are). Optional real
 (gold) rows and a replay of earlier iterations' SFT rows are mixed in by fraction.
+
+``include_unverified`` is the unfiltered ablation: it skips the verdict filter entirely, so wrong,
+unparseable and truncated samples are selected too (the cap and dedup still apply).
+
+Near duplicates (``dedup: near``) are found by exact Jaccard similarity of word 3-gram sets within
+each problem's candidates (see ``dedup``); with at most tens of candidates per problem the exact
+pairwise comparison is cheap, so MinHash's approximation would buy nothing here.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from starloop.loop.config import SelectConfig
+from starloop.loop.diversity import distinct_n
 from starloop.loop.types import Sample
 
 
@@ -35,26 +43,36 @@ def sft_row(s: Sample, source: str) -> dict[str, Any]:
 
 def select_traces(
     samples: list[Sample], rationales: list[Sample], cfg: SelectConfig, seed: int
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Self-generated SFT rows: verified traces first, then rationales, ``<= k`` per problem."""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Self-generated SFT rows: verified traces first, then rationales, ``<= k`` per problem.
+
+    Stats: candidates, samples left out for their verdict (total and per reason), exact and near
+    duplicates dropped (and their sum).
+    """
     rng = random.Random(seed)
-    stats = {"candidates": 0, "exact_duplicates": 0, "near_duplicates": 0, "not_verified": 0}
+    stats: dict[str, Any] = {"candidates": 0, "exact_duplicates": 0, "near_duplicates": 0, "not_verified": 0,
+                             "not_verified_by_reason": {}}
     if not cfg.selfgen:
         return [], stats
-    by_problem: dict[str, list[tuple[Sample, str]]] = defaultdict(list)
+    by_problem: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: {"selfgen": [], "rationalized": []})
     for s in samples:
-        by_problem[s.problem_id].append((s, "selfgen"))
+        by_problem[s.problem_id]["selfgen"].append(s)
     for s in rationales:
-        by_problem[s.problem_id].append((s, "rationalized"))
+        by_problem[s.problem_id]["rationalized"].append(s)
+    dropped: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     for pid in sorted(by_problem):
-        cands = by_problem[pid]
+        cands: list[tuple[Sample, str]] = []
+        for src, group in by_problem[pid].items():  # own traces first, then rationales; random within each
+            group = list(group)
+            rng.shuffle(group)
+            cands += [(s, src) for s in group]
         stats["candidates"] += len(cands)
         if not cfg.include_unverified:
+            dropped.update((s.verdict or {}).get("reason", "none") for s, _ in cands if not s.correct)
             ok = [(s, src) for s, src in cands if s.correct]
             stats["not_verified"] += len(cands) - len(ok)
             cands = ok
-        rng.shuffle(cands)
         seen: set[str] = set()
         picked: list[tuple[Sample, str]] = []
         for s, src in cands:
@@ -71,6 +89,8 @@ def select_traces(
             picked = drop_near_duplicates(picked, key=lambda t: t[0].completion, threshold=cfg.near_dup_threshold)
             stats["near_duplicates"] += before - len(picked)
         rows.extend(sft_row(s, src) for s, src in picked[: cfg.max_per_problem])
+    stats["not_verified_by_reason"] = dict(dropped)
+    stats["duplicates"] = stats["exact_duplicates"] + stats["near_duplicates"]
     return rows, stats
 
 
@@ -85,7 +105,8 @@ def mix(
 
     With fractions f_real and f_replay, the final set has ``n_self / (1 - f_real - f_replay)``
     rows; real and replay rows are drawn without replacement (as many as exist). When there is
-    no self-generated data (the seed-only control), the real rows are used whole.
+    no self-generated data (the seed-only control), the real rows are used whole. Stats: rows
+    (total, self-generated, real, replay), the real fraction, problems, distinct-1/2 of the completions.
     """
     rng = random.Random(seed)
     rows = list(selfgen)
@@ -109,5 +130,7 @@ def mix(
         "replay_rows": n_replay,
         "real_fraction": n_real / len(rows) if rows else 0.0,
         "problems": len({r.get("problem_id") for r in rows}),
+        "distinct_1": distinct_n([r["completion"] for r in rows], 1),
+        "distinct_2": distinct_n([r["completion"] for r in rows], 2),
     }
     return rows, stats

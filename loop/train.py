@@ -1,5 +1,10 @@
-"""Training: a thin layer over TRL's ``SFTTrainer`` (and ``DPOTrainer``); trainers are called,
-never subclassed. Checkpoints are saved in Hugging Face format that both samplers load.
+"""Training: a thin layer over TRL's ``SFTTrainer`` and ``DPOTrainer``; trainers are called,
+never subclassed. Checkpoints are saved in Hugging Face format that both samplers load (a LoRA
+adapter is merged into its base first).
+
+SFT rows: ``prompt`` / ``completion`` strings (loss on the completion only), or ``messages`` (the
+last message, an assistant turn, is the completion). DPO rows: TRL's preference format
+(``prompt``, ``chosen``, ``rejected`` strings); the reference model is the starting model.
 """
 
 from __future__ import annotations
@@ -64,11 +69,44 @@ def _save(trainer, tokenizer, out: Path, lora: bool) -> None:
     model = trainer.model
     if lora:
         model = model.merge_and_unload()
+    state = None
+    if not lora and _zero3():
+        # Under ZeRO-3 each rank holds a slice of every parameter: all ranks gather, rank 0 writes.
+        state = trainer.accelerator.get_state_dict(trainer.deepspeed)
     if trainer.accelerator.is_main_process:
         unwrapped = trainer.accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(out, safe_serialization=True)
+        unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(out)
     trainer.accelerator.wait_for_everyone()
+
+
+def _zero3() -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled()
+
+
+def sft_example(row: dict[str, Any]) -> dict[str, Any]:
+    """The TRL prompt-completion example of an SFT row (string or conversational)."""
+    if "messages" in row and "prompt" not in row:
+        msgs = list(row["messages"])
+        if len(msgs) < 2 or msgs[-1].get("role") != "assistant":
+            raise ValueError("an SFT 'messages' row must end with an assistant message after at least one other")
+        return {"prompt": msgs[:-1], "completion": msgs[-1:]}
+    return {"prompt": row["prompt"], "completion": row["completion"]}
+
+
+def _tokenizer(model_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _losses(trainer) -> list[float]:
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 def train_sft(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out_dir: str | Path) -> dict[str, Any]:
@@ -77,15 +115,13 @@ def train_sft(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
     Saves the model to ``out_dir/model`` and returns training stats.
     """
     import datasets
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     out_dir = Path(out_dir)
     t0 = time.time()
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    ds = datasets.Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    tokenizer = _tokenizer(model_path)
+    ds = datasets.Dataset.from_list([sft_example(r) for r in rows])
     args = SFTConfig(
         **_common_args(cfg, out_dir, lr=cfg.lr, epochs=cfg.epochs),
         max_length=cfg.max_length,
@@ -99,8 +135,8 @@ def train_sft(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
     )
     result = trainer.train()
     _save(trainer, tokenizer, out_dir / "model", cfg.lora)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    tokens = sum(len(x) for x in trainer.train_dataset["input_ids"]) * max(1.0, float(cfg.epochs))
+    losses = _losses(trainer)
+    tokens = sum(len(x) for x in trainer.train_dataset["input_ids"]) * (trainer.state.epoch or 0.0)
     return {
         "rows": len(rows),
         "steps": result.global_step,
@@ -108,6 +144,59 @@ def train_sft(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "tokens": int(tokens),
+        "train_seconds": result.metrics.get("train_runtime"),
+        "seconds": time.time() - t0,
+    }
+
+
+def train_dpo(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out_dir: str | Path) -> dict[str, Any]:
+    """DPO on preference ``rows`` (prompt / chosen / rejected), starting from and referenced to ``model_path``.
+
+    ``cfg.dpo_loss_type`` lists TRL loss types combined with ``cfg.dpo_loss_weights``:
+    ``["sigmoid", "sft"]`` is DPO + NLL on the chosen completion (Iterative RPO). Saves the model
+    to ``out_dir/model`` and returns training stats (losses, reward accuracy and margin, tokens).
+    """
+    import datasets
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    out_dir = Path(out_dir)
+    t0 = time.time()
+    tokenizer = _tokenizer(model_path)
+    ds = datasets.Dataset.from_list(
+        [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+    )
+    args = DPOConfig(
+        **_common_args(cfg, out_dir, lr=cfg.dpo_lr, epochs=cfg.dpo_epochs),
+        beta=cfg.dpo_beta,
+        loss_type=list(cfg.dpo_loss_type),
+        loss_weights=cfg.dpo_loss_weights,
+        max_length=cfg.max_length,
+        dataset_num_proc=None,
+    )
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=_peft_config(cfg)
+    )
+    result = trainer.train()
+    _save(trainer, tokenizer, out_dir / "model", cfg.lora)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    losses = _losses(trainer)
+    tds = trainer.train_dataset
+    per_epoch = sum(len(p) * 2 + len(c) + len(r) for p, c, r in
+                    zip(tds["prompt_ids"], tds["chosen_ids"], tds["rejected_ids"], strict=True))
+    return {
+        "rows": len(rows),
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
+        "reward_margin": logs[-1].get("rewards/margins") if logs else None,
+        "beta": cfg.dpo_beta,
+        "loss_type": list(cfg.dpo_loss_type),
+        "tokens": int(per_epoch * (trainer.state.epoch or 0.0)),
+        "train_seconds": result.metrics.get("train_runtime"),
         "seconds": time.time() - t0,
     }
 

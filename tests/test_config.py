@@ -62,3 +62,17 @@ def test_unknown_key_in_file(tmp_path):
 
 def test_diff_configs():
     assert diff_configs({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}) == ["a.c: 2 -> 3"]
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("train.pairs_per_prompt=0", "train.pairs_per_prompt"),
+        ("train.dpo_loss_weights=[1.0]", "train.dpo_loss_weights"),
+        ("train.dpo_loss_type=[]", "train.dpo_loss_type"),
+        ("train.dpo_beta=0", "train.dpo_beta"),
+    ],
+)
+def test_training_checks_before_work(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(None, ["train.dpo_loss_type=[sigmoid, sft]", override] if "weights" in override else [override])

@@ -1,0 +1,288 @@
+"""Training on CPU with tiny local models: SFT, DPO, DPO + NLL, LoRA; `starloop train`; a `starloop pairs`
+dataset in TRL's own DPOTrainer; SFT then DPO inside the loop."""
+
+import json
+
+import pytest
+
+from starloop.loop.cli import main
+from starloop.loop.config import TrainConfig, load_config
+from starloop.loop.sample import GenParams, TransformersSampler, VLLMSampler, release_sampler
+from starloop.loop.train import train_dpo, train_sft
+from starloop.verifiers.registry import register_verifier
+from starloop.verifiers.types import Verdict
+
+from .conftest import require_vllm
+
+PROMPTS = [f"Q: {a}+{b}\nA: " for a in range(4) for b in range(2)]
+# Learnable on purpose: the same preferred / dispreferred answer for every prompt.
+DPO_ROWS = [{"prompt": p, "chosen": "yes", "rejected": "no"} for p in PROMPTS]
+SFT_ROWS = [{"prompt": p, "completion": "yes"} for p in PROMPTS]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models train fastest on one thread; on a shared machine several threads wait on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"batch_size": 4, "logging_steps": 1, "max_length": 64, **kw})
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def dpo_trained(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dpo")
+    stats = train_dpo(tiny_model, DPO_ROWS, _cfg(dpo_lr=1e-2, dpo_epochs=5), out)
+    return stats, str(out / "model")
+
+
+def test_sft_loss_falls(tiny_model, tmp_path):
+    stats = train_sft(tiny_model, SFT_ROWS, _cfg(lr=1e-2, epochs=5), tmp_path)
+    assert stats["steps"] == 10 and stats["tokens"] > 0
+    assert stats["last_loss"] < 0.5 * stats["first_loss"]
+    assert (tmp_path / "model" / "config.json").exists()
+
+
+def test_dpo_loss_falls(dpo_trained):
+    stats, model = dpo_trained
+    assert stats["steps"] == 10 and stats["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2 at the start
+    assert stats["last_loss"] < 0.5 * stats["first_loss"] and stats["reward_accuracy"] == 1.0
+    assert stats["reward_margin"] > 0 and stats["tokens"] > 0
+
+
+def test_dpo_plus_nll_loss_falls(tiny_model, tmp_path):
+    cfg = _cfg(dpo_lr=1e-2, dpo_epochs=5, dpo_loss_type=["sigmoid", "sft"], dpo_loss_weights=[1.0, 0.5])
+    stats = train_dpo(tiny_model, DPO_ROWS, cfg, tmp_path)
+    assert stats["loss_type"] == ["sigmoid", "sft"] and stats["first_loss"] > 0.6931 + 0.5  # the NLL term is in it
+    assert stats["last_loss"] < 0.5 * stats["first_loss"]
+
+
+def _generates(sampler):
+    out = sampler.generate(PROMPTS[:2], GenParams(n=2, temperature=1.0, max_tokens=4))
+    assert [len(g) for g in out] == [2, 2] and all(x.finish_reason in ("stop", "length") for g in out for x in g)
+
+
+def test_trained_checkpoint_loads_in_transformers_sampler(dpo_trained):
+    from starloop.loop.config import SamplingConfig
+
+    s = TransformersSampler(dpo_trained[1], SamplingConfig(batch_size=2), seed=0)
+    try:
+        _generates(s)
+    finally:
+        s.close()
+
+
+@require_vllm
+def test_trained_checkpoint_loads_in_vllm_sampler(dpo_trained):
+    from starloop.loop.config import SamplingConfig
+
+    release_sampler()
+    s = VLLMSampler(dpo_trained[1], SamplingConfig(), seed=0)
+    try:
+        _generates(s)
+    finally:
+        s.close()
+
+
+def test_lora_sft_saves_a_merged_checkpoint(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    stats = train_sft(tiny_model, SFT_ROWS, _cfg(lr=5e-2, epochs=2, lora=True, lora_r=4), tmp_path)
+    model_dir = tmp_path / "model"
+    assert stats["steps"] == 4 and not (model_dir / "adapter_config.json").exists()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    merged = AutoModelForCausalLM.from_pretrained(model_dir)  # a plain model: the adapter is merged in
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(base.state_dict()[name], merged.state_dict()[name])
+    assert torch.equal(base.state_dict()["model.layers.0.mlp.up_proj.weight"], merged.state_dict()["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_pairs_dataset_trains_in_trl_unchanged(tiny_model, tmp_path):
+    import datasets
+    from trl import DPOConfig, DPOTrainer
+
+    rows = []
+    for i, p in enumerate(PROMPTS):
+        for text, reason in [("=5\n#### 5", "ok"), ("=6\n#### 6", "wrong"), ("??", "unparseable")]:
+            rows.append({"id": f"p{i}", "prompt": p, "completion": text, "finish_reason": "stop",
+                         "verdict": Verdict(reason == "ok", float(reason == "ok"), reason).to_dict()})
+    _write(tmp_path / "verified.jsonl", rows)
+    assert main(["pairs", "--input", str(tmp_path / "verified.jsonl"), "--output", str(tmp_path / "pairs")]) == 0
+    ds = datasets.load_from_disk(str(tmp_path / "pairs"))
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), max_steps=2, per_device_train_batch_size=2, bf16=False,
+                     use_cpu=True, report_to="none", save_strategy="no", max_length=64)
+    trainer = DPOTrainer(model=tiny_model, args=args, train_dataset=ds)
+    assert trainer.train().global_step == 2
+
+
+# ---------------------------------------------------------------------------------------------- starloop train
+
+
+def test_train_cli_dpo_and_sft(tiny_model, tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    datasets.Dataset.from_list(DPO_ROWS).save_to_disk(str(tmp_path / "prefs"))
+    small = ["--set", "train.max_steps=2", "--set", "train.batch_size=2", "--set", "train.max_length=64"]
+    assert main(["train", "--kind", "dpo", "--model", tiny_model, "--data", str(tmp_path / "prefs"),
+                 "--output", str(tmp_path / "dpo"), *small, "--set", "train.dpo_loss_type=[sigmoid, sft]"]) == 0
+    rec = json.loads((tmp_path / "dpo" / "train_stats.json").read_text())
+    assert rec["stats"]["steps"] == 2 and rec["train"]["dpo_loss_type"] == ["sigmoid", "sft"]
+    assert (tmp_path / "dpo" / "model" / "config.json").exists()
+
+    pq.write_table(pa.Table.from_pylist(SFT_ROWS), tmp_path / "sft.parquet")
+    assert main(["train", "--kind", "sft", "--model", str(tmp_path / "dpo" / "model"), "--data",
+                 str(tmp_path / "sft.parquet"), "--output", str(tmp_path / "sft"), *small]) == 0
+    assert (tmp_path / "sft" / "model" / "config.json").exists()
+
+    msgs = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": "yes"}]} for p in PROMPTS]
+    _write(tmp_path / "chat.jsonl", msgs)
+    assert main(["train", "--kind", "sft", "--model", tiny_model, "--data", str(tmp_path / "chat.jsonl"),
+                 "--output", str(tmp_path / "chat"), *small]) == 0
+    assert json.loads((tmp_path / "chat" / "train_stats.json").read_text())["stats"]["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    "kind, data, extra, needle",
+    [
+        ("dpo", [{"prompt": "a", "chosen": "b"}], [], "missing field(s) ['rejected']"),
+        ("dpo", [{"prompt": "a", "chosen": "b", "rejected": 3}], [], "'rejected' must be a string"),
+        ("sft", [{"prompt": "a"}], [], "missing field(s) ['completion']"),
+        ("sft", [{"messages": [{"role": "user", "content": "a"}]}], [], "ending with an assistant message"),
+        ("sft", [], [], "no rows"),
+        ("sft", [{"prompt": "a", "completion": "b"}], ["--set", "sampling.n=3"], "only the train section"),
+        ("sft", [{"prompt": "a", "completion": "b"}], ["--set", "train.lrate=3"], "train.lrate"),
+        ("sft", "file.csv", [], "unsupported data file"),
+        ("sft", "missing.jsonl", [], "not found"),
+        ("sft", [{"prompt": "a", "completion": "b"}], ["--model", "/no/such/model"], "no such model folder"),
+    ],
+)
+def test_train_cli_bad_input(tiny_model, tmp_path, capsys, kind, data, extra, needle):
+    if isinstance(data, str):
+        path = tmp_path / data
+        if data.endswith(".csv"):
+            path.write_text("prompt,completion\na,b\n")
+    else:
+        path = tmp_path / "data.jsonl"
+        _write(path, data)
+    model = [] if "--model" in extra else ["--model", tiny_model]
+    assert main(["train", "--kind", kind, *model, "--data", str(path), "--output", str(tmp_path / "out"), *extra]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_cli_refuses_existing_output(tiny_model, tmp_path, capsys):
+    _write(tmp_path / "d.jsonl", SFT_ROWS)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    assert main(["train", "--kind", "sft", "--model", tiny_model, "--data", str(tmp_path / "d.jsonl"),
+                 "--output", str(tmp_path / "out")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "out" / "keep.txt").exists()
+
+
+# ---------------------------------------------------------------------------------------------- in the loop
+
+
+def _sample_row(pid, prompt, text, reason, idx, finish="stop"):
+    v = Verdict(reason == "ok", float(reason == "ok"), reason)
+    return {"problem_id": pid, "iteration": 1, "prompt": prompt, "completion": text, "finish_reason": finish,
+            "num_tokens": len(text), "index": idx, "hinted": False, "model": "seed", "temperature": 0.7,
+            "top_p": 1.0, "seed": 1, "verdict": v.to_dict()}
+
+
+def test_stage_train_runs_sft_then_dpo(tiny_model, tmp_path):
+    """Loop.stage_train on a prepared run dir: SFT, then DPO on this iteration's pairs; then no pairs, DPO skipped."""
+    from safetensors.torch import load_file
+
+    from starloop.loop.io import read_jsonl, write_jsonl
+    from starloop.loop.run import Loop
+
+    cfg = load_config(None, [f"model.path={tiny_model}", "train.dpo=true", "train.batch_size=4", "train.max_length=64",
+                             "train.dpo_lr=0.01", "train.pairs_per_prompt=2", "runtime.progress=false",
+                             "data.train.options={split: train, levels: [2], per_level: 6}",
+                             "data.eval.options={split: eval, levels: [2], per_level: 2}"])
+    loop = Loop(cfg, tmp_path / "run")
+    loop.setup()
+    probs = loop.train_problems[:4]
+    prompts = loop.prompts_for(probs)
+    verified = []
+    for p, prompt in zip(probs[:3], prompts, strict=False):
+        verified += [_sample_row(p.id, prompt, "#### 4", "ok", 0), _sample_row(p.id, prompt, "#### 5", "wrong", 1),
+                     _sample_row(p.id, prompt, "####", "unparseable", 2),
+                     _sample_row(p.id, prompt, "#### 4 and more", "truncated", 3, "length")]
+    verified.append(_sample_row(probs[3].id, prompts[3], "#### 9", "wrong", 0))
+    write_jsonl(loop.rd.root / "iter-001/verify/verified.jsonl", verified)
+    write_jsonl(loop.rd.root / "iter-001/select/sft.jsonl",
+                [{"prompt": r["prompt"], "completion": r["completion"], "problem_id": r["problem_id"]}
+                 for r in verified if r["verdict"]["correct"]])
+
+    info = loop._stage(1, "train", lambda out: loop.stage_train(1, out))
+    out = loop.rd.root / "iter-001/train"
+    assert info["steps"] > 0 and info["rows"] == 3  # SFT
+    assert info["pairs"]["pairs"] == 6 and info["pairs"]["prompts_with_pairs"] == 3
+    assert info["pairs"]["truncated_rejected_dropped"] == 3 and info["pairs"]["prompts_without_correct"] == 1
+    assert info["dpo"]["rows"] == 6 and info["dpo"]["steps"] > 0
+    assert loop.rd.stage_info("iter-001/train")["dpo"]["steps"] == info["dpo"]["steps"]  # recorded in the manifest
+    assert loop.model_for(1) == str(out / "model") and (out / "sft_model" / "config.json").exists()
+    sft_w, dpo_w = load_file(out / "sft_model/model.safetensors"), load_file(out / "model/model.safetensors")
+    assert any(not (sft_w[k] == dpo_w[k]).all() for k in sft_w)  # DPO changed the SFT model
+    pairs = read_jsonl(out / "pairs.jsonl")
+    assert {(r["chosen"], r["rejected_reason"]) for r in pairs} == {("#### 4", "wrong"), ("#### 4", "unparseable")}
+    assert all(r["verifier"] == "math" and r["chosen_model"] == "seed" and r["iteration"] == 1 for r in pairs)
+
+    # Iteration 2: only wrong samples, so no pairs: DPO is skipped and recorded as such.
+    write_jsonl(loop.rd.root / "iter-002/verify/verified.jsonl", [r for r in verified if not r["verdict"]["correct"]])
+    write_jsonl(loop.rd.root / "iter-002/select/sft.jsonl", [])
+    info = loop._stage(2, "train", lambda out: loop.stage_train(2, out))
+    assert info["dpo"] == {"skipped": "no pairs"} and info["pairs"]["pairs"] == 0 and info["steps"] == 0
+    assert (loop.rd.root / "iter-002/train/model/config.json").exists()
+    assert not (loop.rd.root / "iter-002/train/sft_model").exists()
+
+
+@register_verifier("parity-test", version="0")
+def _parity(completion, problem, *, finish_reason=None, config=None):
+    """Test verifier: correct iff the completion has an even number of characters (about half are)."""
+    if finish_reason == "length":
+        return Verdict.fail("truncated")
+    return Verdict.ok() if len(completion) % 2 == 0 else Verdict.fail("wrong")
+
+
+def test_loop_iteration_with_dpo(tmp_path, tiny_overrides):
+    """A whole iteration with train.dpo: sample, verify, select, SFT, pairs, DPO, evaluate. The demo's tiny seed
+    model rarely solves a problem, so a verifier registered here judges by length parity: pairs surely exist."""
+    from starloop.loop.config import DatasetConfig
+    from starloop.loop.io import write_jsonl
+    from starloop.loop.run import Loop
+    from starloop.loop.tasks import load_problems
+
+    for split, n in (("train", 12), ("eval", 4)):
+        probs = load_problems(DatasetConfig(source="arithmetic", options={"split": split, "levels": [2], "per_level": n}))
+        write_jsonl(tmp_path / f"{split}.jsonl", ({"id": p.id, "prompt": p.prompt, "answer": p.answer} for p in probs))
+    cfg = load_config(None, [
+        *tiny_overrides, "sampling.backend=transformers", "sampling.n=4", "rationalize.enabled=false",
+        *(f"data.{s}={{source: jsonl, path: {tmp_path / (s + '.jsonl')}, task: parity-test}}" for s in ("train", "eval")),
+        "train.dpo=true", "train.dpo_loss_type=[sigmoid, sft]", "train.dpo_lr=0.0001", "train.keep_sft_model=false",
+    ])
+    loop = Loop(cfg, tmp_path / "run")
+    metrics = loop.run()
+    release_sampler()
+    assert [m["iteration"] for m in metrics] == [0, 1]
+    info = loop.rd.stage_info("iter-001/train")
+    assert info["rows"] > 0 and info["steps"] > 0  # SFT ran
+    assert info["pairs"]["pairs"] > 0 and info["dpo"]["steps"] > 0  # then DPO
+    assert info["dpo"]["loss_type"] == ["sigmoid", "sft"]
+    out = loop.rd.root / "iter-001/train"
+    assert (out / "model/config.json").exists() and not (out / "sft_model").exists()
+    assert loop.rd.stage_info("iter-001/evaluate")["pass@1"] is not None
