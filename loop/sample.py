@@ -122,28 +122,42 @@ class TransformersSampler(Sampler):
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def generate(self, prompts, params, *, progress=False):
+        """Batched ``generate``; sampled rows draw from per-(prompt, index) random streams.
+
+        Each sampled row is seeded from (``params.seed`` or the sampler's seed, the prompt, the
+        sample index) and sampled by Gumbel-max (:class:`~starloop.loop.shard.PerRowSampling`), so
+        a prompt's samples do not depend on the other prompts in the call or in its batch: the
+        same prompt and seed give the same samples whether sampled alone, in another batch or in
+        another shard.
+        """
         import torch
         from tqdm.auto import tqdm
+        from transformers import LogitsProcessorList
 
-        if params.seed is not None:
-            self.generator.manual_seed(params.seed)
+        from starloop.loop.shard import PerRowSampling, problem_seed
+
+        seed = self.seed if params.seed is None else params.seed
         results: list[list[Generation]] = []
         eos = self.tokenizer.eos_token_id
         batches = range(0, len(prompts), self.batch_size)
         for start in tqdm(batches, desc="generate", disable=not progress):
             chunk = list(prompts[start : start + self.batch_size])
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
-            do_sample = params.temperature > 0
+            # Row i * n + j is sample j of prompt i (repeated here: greedy generate refuses n > 1).
+            enc = {k: v.repeat_interleave(params.n, dim=0) for k, v in enc.items()}
+            processors = LogitsProcessorList()
+            if params.temperature > 0:
+                seeds = [problem_seed(seed, f"{j}\x00{prompt}") for prompt in chunk for j in range(params.n)]
+                processors.append(PerRowSampling(seeds, params.temperature, params.top_p))
             with torch.no_grad():
                 out = self.model.generate(
                     **enc,
                     max_new_tokens=params.max_tokens,
-                    do_sample=do_sample,
-                    temperature=params.temperature if do_sample else None,
-                    top_p=params.top_p if do_sample else None,
-                    top_k=0 if do_sample else None,
-                    num_return_sequences=params.n,
+                    do_sample=False,  # sampling, when asked for, is PerRowSampling's Gumbel-max
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    logits_processor=processors,
                     pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=eos,
                     stop_strings=list(params.stop) or None,

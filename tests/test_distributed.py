@@ -1,0 +1,346 @@
+"""Multi-process training and data-parallel sampling, on CPU.
+
+Training runs through the phase runner with 2 real processes on gloo (the recorded world size is
+the process group's, not the launcher's argument): DDP through ``accelerate launch``, ZeRO-2
+through ``torchrun`` with ``train.deepspeed``, ZeRO-3 through ``accelerate launch`` with
+``configs/accelerate/zero3.yaml``. Each checkpoint must load and sample; ZeRO-3's gathered weights
+must match DDP's. The first DeepSpeed run on a machine compiles DeepSpeed's CPU shared-memory
+communication op once (about 2 minutes on 2 cores; cached in ``~/.cache/torch_extensions``).
+
+Sampling: 2 replicas give exactly the samples of 1 (transformers backend, sampled and greedy); a
+replica that fails leaves the finished shards on disk, is named in the error, and a rerun samples
+only what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from starloop.loop.config import ConfigError, load_config
+from starloop.loop.io import read_jsonl
+from starloop.loop.phase import check_launch, launch_command, run_training
+from starloop.loop.sample import GenParams
+from starloop.loop.shard import ShardError, sample_sharded, shard_bounds
+from starloop.verifiers.types import Problem
+
+REPO = Path(__file__).resolve().parents[1]
+CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+
+require_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                                       reason="deepspeed is not installed (pip install 'starloop[deepspeed]')")
+
+ROWS = [{"prompt": f"Q: {i}+{i % 7}\nA: ", "completion": f"{i}+{i % 7}={i + i % 7}"} for i in range(32)]
+
+
+def _train(tmp_path: Path, tiny_model: str, name: str, *overrides: str) -> tuple[dict, Path]:
+    cfg = load_config(None, ["train.batch_size=4", "train.max_steps=3", "train.logging_steps=1", "train.lr=0.001",
+                             "train.num_processes=2", *overrides])
+    out = tmp_path / name
+    stats = run_training(cfg, "sft", tiny_model, out, rows=ROWS)
+    return stats, out / "model"
+
+
+def _samples(model: Path) -> list[str]:
+    from starloop.loop.config import SamplingConfig
+    from starloop.loop.sample import TransformersSampler
+
+    s = TransformersSampler(str(model), SamplingConfig(batch_size=4), seed=0)
+    try:
+        gens = s.generate(["Q: 3+3\nA: ", "Q: 12+5\nA: "], GenParams(n=2, temperature=1.0, max_tokens=6, seed=1))
+    finally:
+        s.close()
+    assert all(len(g) == 2 and all(x.num_tokens > 0 for x in g) for g in gens)
+    return [x.text for g in gens for x in g]
+
+
+def _weights(model: Path):
+    from safetensors.torch import load_file
+
+    return load_file(str(model / "model.safetensors"))
+
+
+@pytest.fixture(autouse=True)
+def _cpu_env(monkeypatch):
+    for k, v in CPU_ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tiny_model, tmp_path_factory):
+    import os as _os
+
+    saved = {k: _os.environ.get(k) for k in CPU_ENV}
+    _os.environ.update(CPU_ENV)
+    try:
+        return _train(tmp_path_factory.mktemp("ddp"), tiny_model, "ddp", "train.launcher=accelerate")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                _os.environ.pop(k, None)
+            else:
+                _os.environ[k] = v
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_launch_commands(monkeypatch, tmp_path):
+    cfg = load_config(None, ["train.launcher=torchrun", "train.num_processes=4"]).train
+    cmd = launch_command(cfg, tmp_path / "spec.json")
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=4" in cmd and "--standalone" in cmd
+    assert cmd[-3:] == ["-m", "starloop.loop.phase", str(tmp_path / "spec.json")]
+
+    acc = dataclasses.replace(cfg, launcher="accelerate")
+    cmd = launch_command(acc, tmp_path / "spec.json")
+    # Never --cpu with several processes: accelerate would silently run one.
+    assert "--num_processes=4" in cmd and "--multi_gpu" in cmd and "--cpu" not in cmd
+
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("MASTER_ADDR", "node001")
+    monkeypatch.setenv("MASTER_PORT", "31000")
+    multi = dataclasses.replace(cfg, num_machines=3)
+    check_launch(multi)
+    cmd = launch_command(multi, tmp_path / "spec.json")
+    assert cmd[:3] == ["srun", "--nodes=3", "--ntasks-per-node=1"]
+    assert "--nnodes=3" in cmd and "--rdzv_endpoint=node001:31000" in cmd and "--rdzv_id=77" in cmd
+    cmd = launch_command(dataclasses.replace(multi, launcher="accelerate"), tmp_path / "spec.json")
+    assert "--num_processes=12" in cmd and "--num_machines=3" in cmd and "--main_process_ip=node001" in cmd
+    assert any("--machine_rank=\"$SLURM_NODEID\"" in c for c in cmd)
+
+
+def test_launch_settings_are_checked(monkeypatch):
+    with pytest.raises(ConfigError, match="train.launcher=inprocess runs one process"):
+        check_launch(load_config(None, ["train.num_processes=2"]).train)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(ConfigError, match="needs a Slurm allocation"):
+        check_launch(load_config(None, ["train.launcher=torchrun", "train.num_machines=2"]).train)
+
+
+def test_ddp_two_processes(ddp_run):
+    stats, model = ddp_run
+    assert stats["world_size"] == 2 and stats["launcher"] == "accelerate" and stats["deepspeed"] is None
+    assert stats["steps"] == 3
+    _samples(model)
+
+
+@require_deepspeed
+def test_zero2_two_processes_torchrun(tiny_model, tmp_path, ddp_run):
+    stats, model = _train(tmp_path, tiny_model, "zero2", "train.launcher=torchrun",
+                          "train.deepspeed=configs/deepspeed/zero2.json")
+    assert stats["world_size"] == 2 and stats["deepspeed"] == "zero2.json"
+    # Same data, same optimizer, same global batch: the same model as DDP.
+    assert stats["train_loss"] == pytest.approx(ddp_run[0]["train_loss"], rel=1e-4)
+    _samples(model)
+
+
+@require_deepspeed
+def test_zero3_two_processes_accelerate(tiny_model, tmp_path, ddp_run):
+    import torch
+
+    stats, model = _train(tmp_path, tiny_model, "zero3", "train.launcher=accelerate",
+                          "train.accelerate_config=configs/accelerate/zero3.yaml")
+    assert stats["world_size"] == 2 and stats["deepspeed"] == "zero3.json"
+    # ZeRO-3 partitions every parameter across the ranks: the checkpoint must hold whole tensors.
+    got, want = _weights(model), _weights(ddp_run[1])
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)
+    assert _samples(model) == _samples(ddp_run[1])
+
+
+def test_configs_use_auto_values():
+    for name in ("zero2", "zero3", "zero3_offload"):
+        ds = json.loads((REPO / "configs" / "deepspeed" / f"{name}.json").read_text())
+        for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size",
+                    "gradient_clipping"):
+            assert ds[key] == "auto", (name, key)
+    import yaml
+
+    for name in ("ddp", "zero2", "zero3", "zero3_offload"):
+        acc = yaml.safe_load((REPO / "configs" / "accelerate" / f"{name}.yaml").read_text())
+        ds_file = (acc.get("deepspeed_config") or {}).get("deepspeed_config_file")
+        assert ds_file is None or (REPO / ds_file).is_file(), name
+        assert acc["use_cpu"] is False  # accelerate's CPU mode runs one process
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+PROBLEMS = [Problem(id=f"p{i}", task="math", prompt=f"{i * 7 % 23}+{i}{'-1' * (i % 4)}", answer="0") for i in range(10)]
+PROMPTS = [f"Q: {p.prompt}\nA: " for p in PROBLEMS]
+
+
+def test_shard_bounds():
+    assert shard_bounds(10, 2) == [(0, 5), (5, 10)]
+    assert shard_bounds(10, 2, align=4) == [(0, 8), (8, 10)]
+    assert shard_bounds(3, 4) == [(0, 1), (1, 2), (2, 3), (3, 3)]
+    assert shard_bounds(0, 2) == [(0, 0), (0, 0)]
+
+
+def test_two_replicas_sample_what_one_samples(tiny_model, tmp_path):
+    from starloop.loop.run import Loop, sample_problems
+
+    base = ["sampling.backend=transformers", "sampling.batch_size=4", "runtime.progress=false",
+            "runtime.stage_processes='no'"]
+    one_cfg = load_config(None, base)
+    two = Loop(load_config(None, [*base, "sampling.data_parallel_size=2"]), tmp_path / "run")
+    for params in (GenParams(n=2, temperature=1.0, max_tokens=8), GenParams(n=1, temperature=0.0, max_tokens=8)):
+        want = sample_problems(tiny_model, one_cfg, PROBLEMS, PROMPTS, params, 1, False, 11)
+        got = two._sample(tiny_model, PROBLEMS, PROMPTS, params, 1, False, 11)
+        assert [s.to_dict() for s in got] == [s.to_dict() for s in want]
+    shard_dirs = sorted((tmp_path / "run" / "shards").iterdir())
+    assert len(shard_dirs) == 2
+    assert all(sorted(p.name for p in d.glob("shard-*.jsonl")) == ["shard-00.jsonl", "shard-01.jsonl"]
+               for d in shard_dirs)
+
+
+@pytest.mark.slow
+def test_two_vllm_replicas_decode_greedily_what_one_does(tiny_model, tmp_path):
+    from starloop.loop.run import sample_problems
+    from starloop.loop.sample import release_sampler
+
+    pytest.importorskip("vllm")
+    params = GenParams(n=1, temperature=0.0, max_tokens=8)
+    base = ["sampling.backend=vllm", "runtime.progress=false"]
+    want = sample_problems(tiny_model, load_config(None, base), PROBLEMS, PROMPTS, params, 1, False, 11)
+    release_sampler()
+    got = sample_sharded(tiny_model, load_config(None, [*base, "sampling.data_parallel_size=2"]), PROBLEMS, PROMPTS,
+                         params, 1, False, 11, root=tmp_path / "shards")
+    assert [s.to_dict() for s in got] == [s.to_dict() for s in want]
+
+
+FAULTY = '''
+import os
+import sys
+from pathlib import Path
+
+from starloop.loop.types import Sample
+
+
+def sample(model, cfg, problems, prompts, params, iteration, hinted, seed):
+    """Fails on the shard holding problem p7 while FAIL_FLAG names an existing file."""
+    flag = Path(os.environ["FAIL_FLAG"])
+    if any(p.id == "p7" for p in problems) and flag.exists():
+        if os.environ.get("FAIL_ONCE"):
+            flag.unlink()
+        raise RuntimeError("replica lost its device")
+    return [Sample(problem_id=p.id, iteration=iteration, prompt=q, completion=f"{q}#{j}#{seed}",
+                   finish_reason="stop", num_tokens=1, index=j, seed=seed)
+            for p, q in zip(problems, prompts) for j in range(params.n)]
+'''
+
+
+@pytest.fixture
+def faulty(tmp_path, monkeypatch):
+    (tmp_path / "faulty_sampler.py").write_text(textwrap.dedent(FAULTY))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    flag = tmp_path / "fail"
+    flag.touch()
+    monkeypatch.setenv("FAIL_FLAG", str(flag))
+    return flag
+
+
+def test_failed_shard_keeps_finished_shards_and_rerun_completes(tmp_path, faulty):
+    cfg = load_config(None, ["sampling.data_parallel_size=3", "runtime.progress=false"])
+    params = GenParams(n=2, temperature=1.0, max_tokens=4)
+    call = dict(root=tmp_path / "shards", retries=0, sample_fn="faulty_sampler:sample")
+    with pytest.raises(ShardError, match=r"1 of 3 sampling shard\(s\) failed.*shard 1 \(problems 4\.\.7\).*"
+                                         r"replica lost its device.*2 finished shard\(s\) are kept"):
+        sample_sharded("m", cfg, PROBLEMS, PROMPTS, params, 1, False, 5, **call)
+    (work,) = (tmp_path / "shards").iterdir()
+    assert sorted(p.name for p in work.glob("shard-*.jsonl")) == ["shard-00.jsonl", "shard-02.jsonl"]
+    assert "replica lost its device" in (work / "shard-01.error").read_text()
+    kept = {p.name: p.stat().st_mtime_ns for p in work.glob("shard-*.jsonl")}
+
+    faulty.unlink()
+    got = sample_sharded("m", cfg, PROBLEMS, PROMPTS, params, 1, False, 5, **call)
+    assert [(s.problem_id, s.index) for s in got] == [(p.id, j) for p in PROBLEMS for j in range(2)]
+    assert all(s.completion == f"{q}#{s.index}#5" for s, q in zip(got, [q for q in PROMPTS for _ in range(2)], strict=True))
+    # The finished shards were reused, not sampled again.
+    assert {p.name: p.stat().st_mtime_ns for p in work.glob("shard-0[02].jsonl")} == kept
+    assert (work / "shard-00.log").read_text().count("=== ") == 1
+    assert (work / "shard-01.log").read_text().count("=== ") == 2
+    assert read_jsonl(work / "shard-01.jsonl")[0]["problem_id"] == "p4"
+
+
+def test_failed_shard_is_retried(tmp_path, faulty, monkeypatch):
+    monkeypatch.setenv("FAIL_ONCE", "1")
+    cfg = load_config(None, ["sampling.data_parallel_size=2", "runtime.progress=false"])
+    got = sample_sharded("m", cfg, PROBLEMS, PROMPTS, GenParams(n=1), 1, False, 5, root=tmp_path / "shards",
+                         retries=1, sample_fn="faulty_sampler:sample")
+    assert [s.problem_id for s in got] == [p.id for p in PROBLEMS]
+    (work,) = (tmp_path / "shards").iterdir()
+    assert (work / "shard-01.log").read_text().count("=== ") == 2
+
+
+# ---------------------------------------------------------------------------------------------- launch/
+
+
+def _script_sets(script: str, env: dict[str, str], *args: str) -> tuple[list[str], list[str]]:
+    """Run a launch script with ``STARLOOP=echo``: the starloop command line it would run."""
+    import subprocess
+
+    out = subprocess.run(["bash", str(REPO / "launch" / script), *args], env={**os.environ, "STARLOOP": "echo", **env},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "run"
+    sets = [out[i + 1] for i, a in enumerate(out) if a == "--set"]
+    return out, sets
+
+
+def test_single_node_script_composes_the_run_command():
+    out, sets = _script_sets("single_node.sh", {"NPROC": "2"}, "configs/demo.yaml", "--set", "sampling.n=2")
+    assert "configs/demo.yaml" in out and sets[-1] == "sampling.n=2"  # the user's --set comes last and wins
+    cfg = load_config(REPO / "configs" / "demo.yaml", sets)
+    assert (cfg.train.launcher, cfg.train.num_processes, cfg.train.num_machines) == ("torchrun", 2, 1)
+    assert (cfg.sampling.data_parallel_size, cfg.sampling.tensor_parallel_size) == (2, 1)
+
+    _, sets = _script_sets("single_node.sh", {"NPROC": "8", "TP": "2",
+                                              "ACCELERATE_CONFIG": "configs/accelerate/zero3.yaml"})
+    cfg = load_config(REPO / "configs" / "demo.yaml", sets)
+    assert (cfg.train.launcher, cfg.train.num_processes, cfg.train.accelerate_config) == (
+        "accelerate", 8, "configs/accelerate/zero3.yaml")
+    assert (cfg.sampling.data_parallel_size, cfg.sampling.tensor_parallel_size) == (4, 2)
+
+
+def test_slurm_script_sets_rendezvous_from_slurm(tmp_path):
+    fake = tmp_path / "scontrol"
+    fake.write_text("#!/bin/sh\nprintf 'gpu-a17\\ngpu-a18\\ngpu-a19\\n'\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-a[17-19]",
+           "SLURM_NNODES": "3", "SLURM_JOB_ID": "4242", "GPUS_PER_NODE": "4", "SLURM_SUBMIT_DIR": str(REPO),
+           "DEEPSPEED": "configs/deepspeed/zero3.json"}
+    import subprocess
+
+    res = subprocess.run(["bash", str(REPO / "launch" / "slurm.sbatch"), "configs/demo.yaml"],
+                         env={**os.environ, "STARLOOP": "echo", **env}, capture_output=True, text=True, check=True)
+    assert "rendezvous gpu-a17:24242" in res.stdout
+    out = res.stdout.splitlines()[-1].split()
+    sets = [out[i + 1] for i, a in enumerate(out) if a == "--set"]
+    cfg = load_config(REPO / "configs" / "demo.yaml", sets)
+    assert (cfg.train.num_processes, cfg.train.num_machines, cfg.train.deepspeed) == (
+        4, 3, "configs/deepspeed/zero3.json")
+
+
+@pytest.mark.slow
+def test_single_node_script_runs_a_two_process_cpu_loop(tmp_path, tiny_overrides):
+    """The whole loop through launch/single_node.sh with NPROC=2: sharded sampling, 2-process ZeRO-2."""
+    import subprocess
+
+    run_dir = tmp_path / "run"
+    sets = [a for o in [*tiny_overrides, "select.include_unverified=true", "sampling.backend=transformers",
+                        "sampling.batch_size=8"] for a in ("--set", o)]
+    env = {**os.environ, "NPROC": "2", "DEEPSPEED": "configs/deepspeed/zero2.json",
+           "STARLOOP": f"{sys.executable} -m starloop.loop.cli"}
+    subprocess.run(["bash", str(REPO / "launch" / "single_node.sh"), "configs/demo.yaml", "--run-dir", str(run_dir),
+                    *sets], env=env, cwd=REPO, check=True)
+    stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["iter-001/train"]
+    assert stats["world_size"] == 2 and stats["deepspeed"] == "zero2.json" and stats["steps"] > 0
+    assert len(list((run_dir / "shards").iterdir())) >= 3  # sample, eval greedy, eval sampled
