@@ -105,6 +105,22 @@ def _tokenizer(model_path: str):
     return tokenizer
 
 
+def _drop_overlong(examples: list[dict[str, Any]], tokenizer, max_length: int) -> list[dict[str, Any]]:
+    """Drop examples whose prompt alone fills ``max_length``: truncation would leave no completion
+    token to learn from. Raises if nothing is left, naming the setting to change."""
+    kept = [e for e in examples
+            if not isinstance(e["prompt"], str) or len(tokenizer(e["prompt"], add_special_tokens=False).input_ids)
+            < max_length]
+    dropped = len(examples) - len(kept)
+    if dropped:
+        log.warning("SFT: dropped %d of %d rows whose prompt is longer than train.max_length=%d",
+                    dropped, len(examples), max_length)
+    if not kept:
+        raise ValueError(f"every one of the {len(examples)} SFT rows has a prompt of at least train.max_length="
+                         f"{max_length} tokens; raise train.max_length")
+    return kept
+
+
 def _losses(trainer) -> list[float]:
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
@@ -121,7 +137,8 @@ def train_sft(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
     out_dir = Path(out_dir)
     t0 = time.time()
     tokenizer = _tokenizer(model_path)
-    ds = datasets.Dataset.from_list([sft_example(r) for r in rows])
+    examples = _drop_overlong([sft_example(r) for r in rows], tokenizer, cfg.max_length)
+    ds = datasets.Dataset.from_list(examples)
     args = SFTConfig(
         **_common_args(cfg, out_dir, lr=cfg.lr, epochs=cfg.epochs),
         max_length=cfg.max_length,

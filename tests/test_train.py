@@ -286,3 +286,12 @@ def test_loop_iteration_with_dpo(tmp_path, tiny_overrides):
     out = loop.rd.root / "iter-001/train"
     assert (out / "model/config.json").exists() and not (out / "sft_model").exists()
     assert loop.rd.stage_info("iter-001/evaluate")["pass@1"] is not None
+
+
+def test_sft_rows_longer_than_max_length_are_dropped_or_refused(tiny_model, tmp_path):
+    long_row = {"prompt": "x" * 200, "completion": "y"}
+    with pytest.raises(ValueError, match="train.max_length"):
+        train_sft(tiny_model, [long_row] * 4, TrainConfig(max_length=64, max_steps=1, batch_size=2), tmp_path / "a")
+    stats = train_sft(tiny_model, [long_row, {"prompt": "Q: 1+1\nA: ", "completion": "2"}] * 2,
+                      TrainConfig(max_length=64, max_steps=1, batch_size=2), tmp_path / "b")
+    assert stats["steps"] == 1 and (tmp_path / "b/model/config.json").exists()
