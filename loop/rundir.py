@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from starloop.loop.config import RunConfig, diff_configs, dump_config
-from starloop.loop.io import read_json, write_json
+from starloop.loop.io import atomic_open, read_json, write_json, write_jsonl
 
 # Keys that may change between invocations of the same run without changing its meaning.
 RESUMABLE_KEYS = ("iterations", "runtime", "verify.workers")
@@ -71,9 +71,8 @@ class RunDir:
         return False
 
     def _write_config(self, cfg: RunConfig) -> None:
-        tmp = self.root / ".config.yaml.tmp"
-        tmp.write_text(dump_config(cfg))
-        os.replace(tmp, self.root / "config.yaml")
+        with atomic_open(self.root / "config.yaml") as fh:
+            fh.write(dump_config(cfg))
 
     # ---------------------------------------------------------------- manifest
     def manifest(self) -> dict[str, Any]:
@@ -130,6 +129,4 @@ class RunDir:
         rows = [r for r in self.metrics() if r.get("iteration") != row["iteration"]]
         rows.append(row)
         rows.sort(key=lambda r: r["iteration"])
-        tmp = self.root / ".metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, self.metrics_path)
+        write_jsonl(self.metrics_path, rows)
