@@ -12,18 +12,9 @@ from starloop.loop.evaluate import evaluate_model, maj_at_k, summarize
 from starloop.loop.prompts import problem_prompts
 from starloop.loop.tasks import load_problems
 from starloop.loop.types import Sample
-from starloop.verifiers.registry import get_verifier
 from starloop.verifiers.types import Problem, Verdict
 
 FIX = Path(__file__).parent / "fixtures"
-
-
-def has_code_verifier() -> bool:
-    try:
-        get_verifier("code")
-    except KeyError:
-        return False
-    return True
 
 
 def write_config(path: Path, **sections) -> Path:
@@ -141,7 +132,6 @@ def test_eval_on_fixture_dataset(tmp_path, tiny_model, capsys):
     assert json.loads(out.read_text())["problems"] == 4
 
 
-@pytest.mark.skipif(not has_code_verifier(), reason="the code verifier is not registered")
 def test_eval_mixed_math_and_code_per_task(tmp_path, tiny_model):
     mixed = {"source": "mixed", "parts": [
         {"source": "gsm8k", "path": str(FIX / "gsm8k.jsonl"), "split": "train[4:]"},

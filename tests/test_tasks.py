@@ -19,17 +19,6 @@ FIX = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def has_code_verifier() -> bool:
-    try:
-        get_verifier("code")
-    except KeyError:
-        return False
-    return True
-
-
-require_code = pytest.mark.skipif(not has_code_verifier(), reason="the code verifier is not registered")
-
-
 def load(source, name=None, **kw):
     return load_problems(DatasetConfig(source=source, path=str(FIX / f"{name or source}.jsonl"), **kw))
 
@@ -348,7 +337,6 @@ def test_gsm8k_file_one_loop_iteration(tmp_path, tiny_overrides, tiny_model):
     assert [p.answer for p in loop.eval_problems] == ["3", "70000"]
 
 
-@require_code
 def test_mbpp_file_one_loop_iteration(tmp_path, tiny_overrides, tiny_model):
     loop, metrics = _run_loop(tmp_path, _fixture_loop_overrides(tiny_overrides, tiny_model, "mbpp", "mbpp"))
     _check_one_iteration(loop, metrics, "code")
