@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starloop.loop.config import DatasetConfig, PromptConfig, TrainConfig, build
+from starloop.loop.config import DatasetConfig, PromptConfig, RationalizeConfig, TrainConfig, build
 from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,12 @@ class SeedModelOptions:
     lr: float = 2e-3
     batch_size: int = 64
     max_length: int = 160
+    hinted_fraction: float = 0.0
+    """Share of seed rationales also shown with the answer hint in the prompt (``hint_template``), so
+    the model knows the hinted prompt format that STaR rationalization uses; always stored with
+    the full worked rationale, never with the answer alone."""
+    hint_template: str = RationalizeConfig.hint_template
+    """Must match ``rationalize.hint_template`` of the runs that use this model."""
 
 
 def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
@@ -40,8 +46,21 @@ def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
     rows = []
     for level, count in sorted(opts.seed_levels.items(), key=lambda kv: int(kv[0])):
         o = ArithmeticOptions(split="seed", levels=[int(level)], per_level=count, max_operand=opts.max_operand)
-        rows += generate(o, seed)
+        got = generate(o, seed, at_most=True)
+        if len(got) < count:
+            log.warning("seed model: level %s has only %d distinct seed-split problems (asked for %d)", level,
+                        len(got), count)
+        rows += got
     return rows
+
+
+def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """(hinted problem text, row) for a deterministic ``hinted_fraction`` of the seed rows."""
+    import random
+
+    n = round(len(rows) * opts.hinted_fraction)
+    picked = random.Random(f"{seed}-hinted").sample(rows, n) if n else []
+    return [(opts.hint_template.format(prompt=r["expr"], answer=r["answer"]), r) for r in picked]
 
 
 def real_rows_arithmetic(cfg: DatasetConfig, seed: int) -> list[dict[str, Any]]:
@@ -76,6 +95,7 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
     init_dir = final.with_name(final.name + ".init")
     save_model(build_tiny_llama(tok, spec, seed), tok, init_dir)
     sft = [{"prompt": render_prompt(tok, r["expr"], prompt_cfg), "completion": r["rationale"]} for r in rows]
+    sft += [{"prompt": render_prompt(tok, text, prompt_cfg), "completion": r["rationale"]} for text, r in hinted_rows(opts, rows, seed)]
     tcfg = TrainConfig(
         epochs=opts.epochs, lr=opts.lr, batch_size=opts.batch_size, max_length=opts.max_length,
         lr_scheduler="cosine", warmup_ratio=0.05, seed=seed, logging_steps=50,

@@ -1,3 +1,5 @@
+import pytest
+
 from starloop.loop.config import DatasetConfig
 from starloop.loop.tasks import load_problems
 from starloop.loop.tasks.arithmetic import ArithmeticOptions, evaluate_chain, generate
@@ -42,4 +44,40 @@ def test_nonnegative_intermediates():
 
 def test_adapter():
     ps = load_problems(DatasetConfig(source="arithmetic", options={"split": "eval", "levels": [3], "per_level": 7}))
-    assert len(ps) == 7 and all(p.task == "math" and p.meta["level"] == 3 for p in ps)
+    assert len(ps) == 7 and all(p.task == "arithmetic" and p.meta["level"] == 3 for p in ps)
+    answer_only = load_problems(DatasetConfig(source="arithmetic", options={
+        "split": "eval", "levels": [3], "per_level": 7, "check_steps": False}))
+    assert {p.task for p in answer_only} == {"math"} and [p.prompt for p in answer_only] == [p.prompt for p in ps]
+
+
+def test_step_verifier_accepts_gold_and_rejects_lucky_answers():
+    for o in (ArithmeticOptions(levels=[2, 5, 7], per_level=30, max_operand=9),
+              ArithmeticOptions(levels=[3, 4], per_level=30, nonnegative=False, ops="+-*")):
+        for r in generate(o, 0):
+            p = Problem(r["id"], "arithmetic", r["expr"], r["answer"])
+            assert verify_one("arithmetic", r["rationale"], p).correct, r
+    p = Problem("x", "arithmetic", "7-1+5+0-8", "3")
+    lucky = verify_one("arithmetic", "=7+4+6-7\n=10+6-7\n=16-7\n=3\n#### 3", p)
+    assert lucky.reason == "wrong" and "line 1" in lucky.detail  # right answer, wrong steps
+    assert verify_one("math", "=7+4+6-7\n=10+6-7\n=16-7\n=3\n#### 3", p).correct  # answer-only accepts it
+    assert verify_one("arithmetic", "=6+5+0-8\n=11+0-8\n=11-8\n=3\n#### 4", p).reason == "wrong"
+    assert verify_one("arithmetic", "=6+5+0-8\n=11+0-8\n=11-8\n#### 3", p).reason == "wrong"  # skipped a step
+    assert verify_one("arithmetic", "=6+5+0-8\n=11+0-8", p, finish_reason="length").reason == "truncated"
+    assert verify_one("arithmetic", "=6+5+0-8\n=11+0-8", p).reason == "unparseable"
+
+
+def test_per_level_counts():
+    rows = generate(ArithmeticOptions(levels=[3, 4], per_level=9, counts={"4": 4}), 0)
+    assert [r["level"] for r in rows] == [3] * 9 + [4] * 4
+    # the first problems of a level do not depend on how many are drawn
+    assert rows[:9] == generate(ArithmeticOptions(levels=[3], per_level=9), 0)
+
+
+def test_small_levels_raise_unless_at_most():
+    # one-digit operands: the seed split holds only a few dozen two-operand chains
+    o = ArithmeticOptions(split="seed", levels=[2], per_level=400, max_operand=9)
+    with pytest.raises(ValueError, match="cannot draw"):
+        generate(o, 0)
+    rows = generate(o, 0, at_most=True)
+    assert 0 < len(rows) < 400 and len({r["expr"] for r in rows}) == len(rows)
+    assert all(max(map(int, r["expr"].replace("-", "+").split("+"))) <= 9 for r in rows)
