@@ -240,7 +240,7 @@ def test_stage_train_runs_sft_then_dpo(tiny_model, tmp_path):
     assert any(not (sft_w[k] == dpo_w[k]).all() for k in sft_w)  # DPO changed the SFT model
     pairs = read_jsonl(out / "pairs.jsonl")
     assert {(r["chosen"], r["rejected_reason"]) for r in pairs} == {("#### 4", "wrong"), ("#### 4", "unparseable")}
-    assert all(r["verifier"] == "math" and r["chosen_model"] == "seed" and r["iteration"] == 1 for r in pairs)
+    assert all(r["verifier"] == probs[0].task and r["chosen_model"] == "seed" and r["iteration"] == 1 for r in pairs)
 
     # Iteration 2: only wrong samples, so no pairs: DPO is skipped and recorded as such.
     write_jsonl(loop.rd.root / "iter-002/verify/verified.jsonl", [r for r in verified if not r["verdict"]["correct"]])
