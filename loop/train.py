@@ -125,13 +125,36 @@ def _losses(trainer) -> list[float]:
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
+def _fit(trainer_cls, model_path: str, args, ds, tokenizer, cfg: TrainConfig, out_dir: Path, *, rows: int,
+         t0: float):
+    """Load the model, train it with ``trainer_cls`` (a TRL trainer), save it to ``out_dir/model``;
+    return the trainer and the stats every kind of training reports."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=_peft_config(cfg)
+    )
+    result = trainer.train()
+    _save(trainer, tokenizer, out_dir / "model", cfg.lora)
+    losses = _losses(trainer)
+    return trainer, {
+        "rows": rows,
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "train_seconds": result.metrics.get("train_runtime"),
+        "seconds": time.time() - t0,
+    }
+
+
 def train_sft(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out_dir: str | Path) -> dict[str, Any]:
     """Supervised fine-tuning on prompt/completion ``rows`` (loss on the completion only).
 
     Saves the model to ``out_dir/model`` and returns training stats.
     """
     import datasets
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     out_dir = Path(out_dir)
@@ -146,24 +169,9 @@ def train_sft(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
         completion_only_loss=True,
         dataset_num_proc=None,
     )
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=_peft_config(cfg)
-    )
-    result = trainer.train()
-    _save(trainer, tokenizer, out_dir / "model", cfg.lora)
-    losses = _losses(trainer)
+    trainer, stats = _fit(SFTTrainer, model_path, args, ds, tokenizer, cfg, out_dir, rows=len(rows), t0=t0)
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"]) * (trainer.state.epoch or 0.0)
-    return {
-        "rows": len(rows),
-        "steps": result.global_step,
-        "train_loss": result.training_loss,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-        "tokens": int(tokens),
-        "train_seconds": result.metrics.get("train_runtime"),
-        "seconds": time.time() - t0,
-    }
+    return {**stats, "tokens": int(tokens)}
 
 
 def train_dpo(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out_dir: str | Path) -> dict[str, Any]:
@@ -174,7 +182,6 @@ def train_dpo(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
     to ``out_dir/model`` and returns training stats (losses, reward accuracy and margin, tokens).
     """
     import datasets
-    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     out_dir = Path(out_dir)
@@ -191,30 +198,18 @@ def train_dpo(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
         max_length=cfg.max_length,
         dataset_num_proc=None,
     )
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
-    trainer = DPOTrainer(
-        model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=_peft_config(cfg)
-    )
-    result = trainer.train()
-    _save(trainer, tokenizer, out_dir / "model", cfg.lora)
+    trainer, stats = _fit(DPOTrainer, model_path, args, ds, tokenizer, cfg, out_dir, rows=len(rows), t0=t0)
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    losses = _losses(trainer)
     tds = trainer.train_dataset
     per_epoch = sum(len(p) * 2 + len(c) + len(r) for p, c, r in
                     zip(tds["prompt_ids"], tds["chosen_ids"], tds["rejected_ids"], strict=True))
     return {
-        "rows": len(rows),
-        "steps": result.global_step,
-        "train_loss": result.training_loss,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
+        **stats,
         "reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
         "reward_margin": logs[-1].get("rewards/margins") if logs else None,
         "beta": cfg.dpo_beta,
         "loss_type": list(cfg.dpo_loss_type),
         "tokens": int(per_epoch * (trainer.state.epoch or 0.0)),
-        "train_seconds": result.metrics.get("train_runtime"),
-        "seconds": time.time() - t0,
     }
 
 
