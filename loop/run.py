@@ -21,7 +21,7 @@ from typing import Any
 
 from starloop.loop.config import ConfigError, DatasetConfig, RunConfig
 from starloop.loop.evaluate import evaluate_model
-from starloop.loop.io import read_json, read_jsonl, write_jsonl
+from starloop.loop.io import read_jsonl, write_jsonl
 from starloop.loop.rationalize import failed_problems, hinted_text, keep_rationales
 from starloop.loop.rundir import RunDir
 from starloop.loop.sample import GenParams, get_sampler, release_sampler
@@ -345,7 +345,3 @@ def sample_problems(model: str, cfg: RunConfig, problems: list[Problem], prompts
                               finish_reason=g.finish_reason, num_tokens=g.num_tokens, index=j, hinted=hinted,
                               model=model, temperature=params.temperature, top_p=params.top_p, seed=seed))
     return out
-
-
-def load_metrics(stage_dir: Path) -> dict[str, Any]:
-    return read_json(stage_dir / "metrics.json")

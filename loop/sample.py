@@ -119,7 +119,6 @@ class TransformersSampler(Sampler):
         self.device = "cuda" if _cuda_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device).eval()
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def generate(self, prompts, params, *, progress=False):
         """Batched ``generate``; sampled rows draw from per-(prompt, index) random streams.

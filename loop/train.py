@@ -10,7 +10,6 @@ last message, an assistant turn, is the completion). DPO rows: TRL's preference 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -211,8 +210,3 @@ def train_dpo(model_path: str, rows: list[dict[str, Any]], cfg: TrainConfig, out
         "loss_type": list(cfg.dpo_loss_type),
         "tokens": int(per_epoch * (trainer.state.epoch or 0.0)),
     }
-
-
-def steps_for(rows: int, cfg: TrainConfig) -> int:
-    per_step = cfg.batch_size * cfg.grad_accum
-    return cfg.max_steps if cfg.max_steps > 0 else math.ceil(rows / per_step * cfg.epochs)

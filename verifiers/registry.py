@@ -94,11 +94,6 @@ def register_verifier(
     return deco
 
 
-def set_batch_fn(name: str, batch_fn: BatchFn) -> None:
-    """Attach a parallel batch implementation to an already registered verifier."""
-    _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], batch_fn=batch_fn)
-
-
 def _load_all() -> None:
     global _loaded
     if _loaded:
