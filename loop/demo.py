@@ -39,6 +39,10 @@ class SeedModelOptions:
     the full worked rationale, never with the answer alone."""
     hint_template: str = RationalizeConfig.hint_template
     """Must match ``rationalize.hint_template`` of the runs that use this model."""
+    seed: int | None = None
+    """Seed of the build (which seed problems, initial weights, data order); None = the run's seed.
+    Fixing it makes the seed model a fixed starting point, like a pretrained base model, that
+    runs with different seeds start from."""
 
 
 def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
@@ -66,7 +70,8 @@ def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -
 def real_rows_arithmetic(cfg: DatasetConfig, seed: int) -> list[dict[str, Any]]:
     """Gold worked rationales usable as real SFT data (data.real with source arithmetic)."""
     o = build(ArithmeticOptions, {"split": "seed", **cfg.options}, prefix="data.real.options.")
-    return [{"problem_text": r["expr"], "completion": r["rationale"], "problem_id": r["id"]} for r in generate(o, seed)]
+    rows = generate(o, seed if o.seed is None else o.seed)
+    return [{"problem_text": r["expr"], "completion": r["rationale"], "problem_id": r["id"]} for r in rows]
 
 
 def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_dir: str | Path, seed: int) -> Path:
@@ -76,6 +81,8 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
     from starloop.loop.train import train_sft
 
     opts = build(SeedModelOptions, dict(options), prefix="model.builtin_options.")
+    if opts.seed is not None:
+        seed = opts.seed
     key_src = json.dumps({"opts": asdict(opts), "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
     final = Path(cache_dir) / f"arithmetic-seed-{key}"

@@ -47,6 +47,9 @@ class ArithmeticOptions:
     """Share of the expression space reserved for the eval split (by hash)."""
     seed_share: float = 0.2
     """Share of the expression space reserved for the seed split (by hash)."""
+    seed: int | None = None
+    """Draw with this seed instead of the run's (e.g. ``data.real`` replaying the seed set of a seed
+    model built with a fixed seed)."""
     check_steps: bool = True
     """Verify every step of the worked solution (verifier ``arithmetic``), not only the final
     answer (verifier ``math``). With small numbers a wrong chain often ends on the right answer
@@ -172,7 +175,7 @@ def options_from(cfg: DatasetConfig) -> ArithmeticOptions:
 @register_adapter("arithmetic")
 def arithmetic(cfg: DatasetConfig, seed: int) -> list[Problem]:
     o = options_from(cfg)
-    rows = generate(o, seed)
+    rows = generate(o, seed if o.seed is None else o.seed)
     return [
         Problem(id=r["id"], task="arithmetic" if o.check_steps else "math", prompt=r["expr"], answer=r["answer"],
                 meta={"level": r["level"]})
