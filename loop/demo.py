@@ -70,8 +70,7 @@ def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -
 def real_rows_arithmetic(cfg: DatasetConfig, seed: int) -> list[dict[str, Any]]:
     """Gold worked rationales usable as real SFT data (data.real with source arithmetic)."""
     o = build(ArithmeticOptions, {"split": "seed", **cfg.options}, prefix="data.real.options.")
-    rows = generate(o, seed if o.seed is None else o.seed)
-    return [{"problem_text": r["expr"], "completion": r["rationale"], "problem_id": r["id"]} for r in rows]
+    return [{"problem_text": r["expr"], "completion": r["rationale"], "problem_id": r["id"]} for r in generate(o, seed)]
 
 
 def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_dir: str | Path, seed: int) -> Path:

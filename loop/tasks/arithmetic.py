@@ -91,7 +91,8 @@ def _random_chain(rng: random.Random, n: int, o: ArithmeticOptions) -> tuple[lis
 
 
 def generate(o: ArithmeticOptions, seed: int, *, at_most: bool = False) -> list[dict[str, Any]]:
-    """Rows {id, expr, answer, level, rationale} for split ``o.split``, deterministic in ``seed``.
+    """Rows {id, expr, answer, level, rationale} for split ``o.split``, deterministic in ``seed``
+    (``o.seed`` instead, when set).
 
     A level whose share of the expression space is too small for the requested count raises,
     unless ``at_most`` (then the level yields as many distinct problems as were found).
@@ -99,6 +100,8 @@ def generate(o: ArithmeticOptions, seed: int, *, at_most: bool = False) -> list[
     if o.split not in SPLITS:
         raise ConfigError(f"arithmetic split must be one of {SPLITS}, got {o.split!r}")
     stream = {"train": 1, "eval": 2, "seed": 3}[o.split]
+    if o.seed is not None:
+        seed = o.seed
     rows, seen = [], set()
     for level in o.levels:
         rng = random.Random(f"{seed}-{stream}-{level}")
@@ -175,7 +178,7 @@ def options_from(cfg: DatasetConfig) -> ArithmeticOptions:
 @register_adapter("arithmetic")
 def arithmetic(cfg: DatasetConfig, seed: int) -> list[Problem]:
     o = options_from(cfg)
-    rows = generate(o, seed if o.seed is None else o.seed)
+    rows = generate(o, seed)
     return [
         Problem(id=r["id"], task="arithmetic" if o.check_steps else "math", prompt=r["expr"], answer=r["answer"],
                 meta={"level": r["level"]})
