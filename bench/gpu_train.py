@@ -6,12 +6,12 @@
 
 Needs a CUDA GPU: on a machine without one it prints ``no CUDA device`` and exits 0.
 
-The model is a Llama built locally (character tokenizer from ``loop/tinymodel.py``, random
+The model is a Llama built locally (character tokenizer from ``loop/demo/tinymodel.py``, random
 weights; ~310M parameters at the defaults), the data synthetic rows of exactly ``--seq-len``
 tokens (one character = one token). Nothing is downloaded.
 
 Training: the phase exactly as ``starloop run`` runs it — ``run_training`` with
-``train.launcher=torchrun``, ``train.num_processes=1``, ``train.deepspeed=<--deepspeed>``, bf16 —
+``train.launch.launcher=torchrun``, ``train.launch.num_processes=1``, ``train.launch.deepspeed=<--deepspeed>``, bf16 —
 run twice, for the two ``--steps`` counts. Throughput is the difference of the two runs
 (tokens / seconds of the extra steps), so process start, model loading, tokenization and saving,
 identical in both, cancel out; the phase's end-to-end wall time is reported too.
@@ -58,7 +58,7 @@ def peak_tflops(name: str) -> float | None:
 
 
 def build_model(root: Path, *, layers: int, hidden: int, seq_len: int) -> tuple[str, int]:
-    from starloop.loop.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
+    from starloop.loop.demo.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
 
     heads = max(1, hidden // 64)
     spec = TinyModelSpec(hidden_size=hidden, intermediate_size=int(hidden * 2.75) // 64 * 64,
@@ -82,21 +82,23 @@ def make_rows(n: int, seq_len: int, seed: int = 0) -> list[dict[str, str]]:
 
 def train_phase(model: str, rows: list[dict], steps: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from starloop.loop.config import load_config
-    from starloop.loop.phase import run_training
+    from starloop.loop.runtime.launch import run_training
 
     cfg = load_config(None, [
-        "train.launcher=torchrun", "train.num_processes=1", f"train.deepspeed={args.deepspeed}", "train.bf16=true",
-        f"train.batch_size={args.batch_size}", f"train.max_steps={steps}", f"train.max_length={args.seq_len}",
-        "train.lr=0.0001", "train.logging_steps=1000", "train.lr_scheduler=constant",
+        "train.launch.launcher=torchrun", "train.launch.num_processes=1", f"train.launch.deepspeed={args.deepspeed}",
+        "train.sft.bf16=true", f"train.sft.per_device_train_batch_size={args.batch_size}",
+        f"train.sft.max_steps={steps}", f"train.sft.max_length={args.seq_len}", "train.sft.learning_rate=0.0001",
+        "train.sft.logging_steps=1000", "train.sft.lr_scheduler_type=constant", "train.sft.gradient_checkpointing=false",
     ])
     t0 = time.time()
-    stats = run_training(cfg, "sft", model, root / f"train-{steps}", rows=rows)
+    stats = run_training(cfg.train, "sft", model, root / f"train-{steps}", rows=rows)
     return {**stats, "wall": time.time() - t0}
 
 
 def sample_throughput(backend: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     from starloop.loop.config import SamplingConfig
-    from starloop.loop.sample import BACKENDS, GenParams
+    from starloop.loop.records import GenParams
+    from starloop.loop.runtime.samplers import BACKENDS
 
     cfg = SamplingConfig(backend=backend, batch_size=args.sample_batch, gpu_memory_utilization=0.6,
                          max_model_len=2048, enforce_eager=False)

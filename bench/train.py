@@ -4,7 +4,7 @@
                           [--batch-size 8] [--prompt-len 32] [--completion-len 96]
                           [--threads N] [--out bench/results/train.json]
 
-The model is a Llama built locally with ``loop/tinymodel.py`` (character tokenizer, random
+The model is a Llama built locally with ``loop/demo/tinymodel.py`` (character tokenizer, random
 weights: throughput does not depend on what the weights are). The data is synthetic: every row
 has a ``--prompt-len`` character prompt and ``--completion-len`` character completions (one
 character = one token), so every step processes the same number of tokens.
@@ -58,7 +58,7 @@ SIZES: dict[str, dict[str, int]] = {
 
 
 def build_model(size: str, root: Path, max_len: int) -> tuple[str, int]:
-    from starloop.loop.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
+    from starloop.loop.demo.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
 
     tok = build_char_tokenizer()
     model = build_tiny_llama(tok, TinyModelSpec(**SIZES[size], max_position_embeddings=max(512, max_len)), seed=0)
@@ -81,11 +81,14 @@ def make_rows(n: int, prompt_len: int, completion_len: int, seed: int = 0) -> tu
 
 
 def run_once(kind: str, model: str, rows: list[dict], args: argparse.Namespace, cuda: bool, root: Path) -> dict[str, Any]:
-    from starloop.loop.config import TrainConfig
-    from starloop.loop.train import train_dpo, train_sft
+    from starloop.loop.config import DPOSection, SFTSection, TrainConfig
+    from starloop.loop.runtime.trainers import train_dpo, train_sft
 
-    cfg = TrainConfig(epochs=1.0, dpo_epochs=1.0, batch_size=args.batch_size, max_length=args.prompt_len
-                      + args.completion_len + 8, bf16=cuda, logging_steps=max(1, args.steps), lr=1e-4, dpo_lr=1e-6)
+    common = {"num_train_epochs": 1.0, "per_device_train_batch_size": args.batch_size,
+              "max_length": args.prompt_len + args.completion_len + 8, "bf16": cuda, "logging_steps": max(1, args.steps),
+              "lr_scheduler_type": "constant_with_warmup", "seed": 0, "data_seed": 0, "gradient_checkpointing": False}
+    cfg = TrainConfig(sft=SFTSection(True, {**common, "learning_rate": 1e-4}),
+                      dpo=DPOSection(True, {**common, "learning_rate": 1e-6}))
     with tempfile.TemporaryDirectory(dir=root) as out:
         fn = train_sft if kind == "sft" else train_dpo
         stats = fn(model, rows, cfg, out)

@@ -116,7 +116,7 @@ def mv_judge(case: dict[str, Any]) -> tuple[bool, float]:
 
 
 def run_math_verify(cases: list[dict[str, Any]], repeats: int, limit: float) -> dict[str, Any]:
-    from starloop.verifiers.math_pool import Job, WorkerPool
+    from starloop.verifiers.math.pool import Job, WorkerPool
 
     pool = WorkerPool(preload=("math_verify",))
     try:

@@ -6,8 +6,8 @@
 #
 # Environment (all optional):
 #   NPROC              processes on this node, one per GPU (default: GPUs visible, else 1)
-#   LAUNCHER           torchrun (default) or accelerate             -> train.launcher
-#   DEEPSPEED          DeepSpeed JSON for torchrun, e.g. configs/deepspeed/zero2.json -> train.deepspeed
+#   LAUNCHER           torchrun (default) or accelerate             -> train.launch.launcher
+#   DEEPSPEED          DeepSpeed JSON for torchrun, e.g. configs/deepspeed/zero2.json -> train.launch.deepspeed
 #   ACCELERATE_CONFIG  accelerate YAML, e.g. configs/accelerate/zero3.yaml (sets LAUNCHER=accelerate)
 #   TP                 GPUs per sampling replica (default 1)         -> sampling.tensor_parallel_size
 # Everything else is `starloop run`'s own arguments; a --set given here wins over these defaults.
@@ -30,10 +30,10 @@ fi
 LAUNCHER=${LAUNCHER:-torchrun}
 [ -n "${ACCELERATE_CONFIG:-}" ] && LAUNCHER=accelerate
 
-ARGS=(--set "train.launcher=$LAUNCHER" --set "train.num_processes=$NPROC" --set "train.num_machines=1"
+ARGS=(--set "train.launch.launcher=$LAUNCHER" --set "train.launch.num_processes=$NPROC" --set "train.launch.num_machines=1"
       --set "sampling.data_parallel_size=$((NPROC / TP))" --set "sampling.tensor_parallel_size=$TP")
-[ -n "${DEEPSPEED:-}" ] && ARGS+=(--set "train.deepspeed=$DEEPSPEED")
-[ -n "${ACCELERATE_CONFIG:-}" ] && ARGS+=(--set "train.accelerate_config=$ACCELERATE_CONFIG")
+[ -n "${DEEPSPEED:-}" ] && ARGS+=(--set "train.launch.deepspeed=$DEEPSPEED")
+[ -n "${ACCELERATE_CONFIG:-}" ] && ARGS+=(--set "train.launch.accelerate_config=$ACCELERATE_CONFIG")
 
 set -x
 exec $STARLOOP run "${ARGS[@]}" "$@"

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from starloop.sandbox import backend as _backend
+import starloop.sandbox.backend as _backend
 from starloop.sandbox._zygote import split_tests
 from starloop.sandbox.core import ExecResult, Limits, Program, SandboxUnavailable
 

@@ -29,7 +29,7 @@ require_vllm = pytest.mark.skipif(not has_vllm(), reason="vllm is not installed"
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """An untrained tiny Llama + character tokenizer, saved in Hugging Face format."""
-    from starloop.loop.tinymodel import build_random_tiny_model
+    from starloop.loop.demo.tinymodel import build_random_tiny_model
 
     return str(build_random_tiny_model(tmp_path_factory.mktemp("models") / "tiny"))
 
@@ -61,7 +61,7 @@ TINY_OVERRIDES = [
     "rationalize.n=1",
     "eval.n=2",
     "eval.k=[1, 2]",
-    "train.batch_size=8",
+    "train.sft.per_device_train_batch_size=8",
     "verify.workers=1",
     "runtime.progress=false",
 ]

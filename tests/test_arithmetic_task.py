@@ -2,8 +2,9 @@ import pytest
 
 from starloop.loop.config import DatasetConfig
 from starloop.loop.tasks import load_problems
-from starloop.loop.tasks.arithmetic import ArithmeticOptions, evaluate_chain, generate
+from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate
 from starloop.verifiers import Problem, verify_one
+from starloop.verifiers.arithmetic import evaluate_chain
 
 
 def test_deterministic():

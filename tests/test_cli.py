@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from starloop.loop.cli import main
+from starloop.loop.cli.main import main
 
 
 def _write(path, rows):
@@ -23,7 +23,8 @@ def test_verify_cli_roundtrip(tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["verdict"]["reason"] for r in rows] == ["ok", "wrong", "unparseable", "truncated"]
     assert rows[0]["extra"] == [1, 2] and rows[0]["id"] == "a"  # other fields pass through
-    assert set(rows[0]["verdict"]) == {"correct", "score", "reason", "extracted", "detail"}
+    assert set(rows[0]["verdict"]) == {"correct", "score", "reason", "extracted", "detail", "verifier", "verifier_version"}
+    assert rows[0]["verdict"]["verifier"] == "math" and rows[0]["verdict"]["verifier_version"]
 
 
 @pytest.mark.parametrize(
@@ -69,3 +70,41 @@ def test_verifiers_listed():
 
 def test_report_on_missing_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
+
+
+def test_version_verbose_after_the_command_and_help_everywhere(capsys):
+    from starloop.loop.cli.main import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("starloop ")
+    parser = build_parser()
+    assert parser.parse_args(["verifiers", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "verifiers"]).verbose is True
+    assert parser.parse_args(["verifiers"]).verbose is False
+    sub = next(a for a in parser._actions if a.dest == "command")
+    missing = [f"{name} {a.option_strings or a.dest}" for name, p in sub.choices.items() for a in p._actions
+               if not a.help]
+    assert missing == []
+    for name, p in sub.choices.items():
+        if name not in ("report", "verifiers"):
+            assert {"--config", "--set"} <= {o for a in p._actions for o in a.option_strings}, name
+
+
+def test_run_takes_its_config_once(tmp_path, capsys):
+    assert main(["run", "configs/demo.yaml", "--config", "configs/demo.yaml", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "give the config once" in capsys.readouterr().err
+
+
+def test_verify_option_is_short_for_set(tmp_path, capsys):
+    inp = tmp_path / "in.jsonl"
+    _write(inp, [{"completion": "so \\boxed{0.3333}", "answer": "1/3"}])
+    for extra in (["--option", "float_rounding=3"], ["--set", "verify.options.math.float_rounding=3"]):
+        assert main(["verify", "--verifier", "math", "--input", str(inp), "--output", str(tmp_path / "o"),
+                     *extra]) == 0
+        assert json.loads((tmp_path / "o").read_text())["verdict"]["reason"] == "ok"
+    assert main(["verify", "--verifier", "math", "--input", str(inp), "--output", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o").read_text())["verdict"]["reason"] == "wrong"
+    assert main(["verify", "--verifier", "math", "--input", str(inp), "--output", str(tmp_path / "o"), "--set",
+                 "sampling.n=2"]) == 2
+    assert "reads only the verify section" in capsys.readouterr().err

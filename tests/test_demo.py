@@ -6,8 +6,9 @@ import json
 import pytest
 
 from starloop.loop.config import RationalizeConfig, build, load_config
-from starloop.loop.demo import SeedModelOptions, hinted_rows, seed_rows
-from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate
+from starloop.loop.demo.seed_model import SeedModelOptions, hinted_rows, seed_rows
+from starloop.loop.tasks import load_solutions
+from starloop.loop.tasks.arithmetic import ArithmeticOptions, arithmetic, generate
 
 
 def test_demo_config_loads_and_evaluates_on_held_out_levels():
@@ -46,12 +47,10 @@ def test_hinted_rows_keep_the_full_rationale():
 @pytest.mark.slow
 def test_shortened_demo_improves_held_out_accuracy(tmp_path, starloop_cache):
     """A shortened demo (two iterations instead of ten): greedy pass@1 on held-out problems rises."""
-    from starloop.loop.run import Loop
-    from starloop.loop.sample import release_sampler
+    from starloop.loop.driver import Driver
 
     cfg = load_config(None, ["iterations=2", "runtime.progress=false"])
-    Loop(cfg, tmp_path / "run").run()
-    release_sampler()
+    Driver(cfg, tmp_path / "run").run()
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert rows[-1]["pass@1"] > rows[0]["pass@1"], rows
@@ -60,15 +59,12 @@ def test_shortened_demo_improves_held_out_accuracy(tmp_path, starloop_cache):
 def test_demo_seed_model_is_a_fixed_starting_point_whose_seed_set_is_replayed():
     """The demo builds its seed model with a fixed seed (any run seed starts from the same model),
     and data.real replays exactly that model's seed problems, whatever the run seed."""
-    from starloop.loop.demo import real_rows_arithmetic
-    from starloop.loop.tasks.arithmetic import arithmetic
-
     cfg = load_config(None, ["seed=5"])
     opts = build(SeedModelOptions, cfg.model.builtin_options)
     assert opts.seed == 0 and cfg.data.real.options["seed"] == opts.seed
     seeds = {r["expr"]: r["rationale"] for r in seed_rows(opts, opts.seed)}
-    real = real_rows_arithmetic(cfg.data.real, cfg.seed)
-    assert real and all(seeds[r["problem_text"]] == r["completion"] for r in real)
+    real = load_solutions(cfg.data.real, cfg.seed)
+    assert real and all(seeds[p.prompt] == p.meta["solution"] for p in real)
     # Without the option the run seed draws the problems; the eval split never meets the seed set.
     eval_problems = arithmetic(cfg.data.eval, cfg.seed)
     assert [p.prompt for p in eval_problems] != [p.prompt for p in arithmetic(cfg.data.eval, 0)]

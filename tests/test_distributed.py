@@ -25,11 +25,14 @@ from pathlib import Path
 import pytest
 
 from starloop.loop.config import ConfigError, load_config
-from starloop.loop.io import read_jsonl
-from starloop.loop.phase import check_launch, launch_command, run_training
-from starloop.loop.sample import GenParams
-from starloop.loop.shard import ShardError, sample_sharded, shard_bounds
-from starloop.verifiers.types import Problem
+from starloop.loop.records import GenParams, SampleRequest, sample_to_row
+from starloop.loop.runtime.fileio import read_jsonl
+from starloop.loop.runtime.launch import check_launch, launch_command, run_training
+from starloop.loop.runtime.processes import ENTRY
+from starloop.loop.runtime.rundir import Parts, RunDir
+from starloop.loop.runtime.sampling import Sampling, sample_here
+from starloop.loop.runtime.shards import ShardError, sample_sharded, shard_bounds
+from starloop.verifiers.records import Problem
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
@@ -41,16 +44,17 @@ ROWS = [{"prompt": f"Q: {i}+{i % 7}\nA: ", "completion": f"{i}+{i % 7}={i + i % 
 
 
 def _train(tmp_path: Path, tiny_model: str, name: str, *overrides: str) -> tuple[dict, Path]:
-    cfg = load_config(None, ["train.batch_size=4", "train.max_steps=3", "train.logging_steps=1", "train.lr=0.001",
-                             "train.num_processes=2", *overrides])
+    cfg = load_config(None, ["train.sft.per_device_train_batch_size=4", "train.sft.max_steps=3",
+                             "train.sft.logging_steps=1", "train.sft.learning_rate=0.001",
+                             "train.launch.num_processes=2", *overrides])
     out = tmp_path / name
-    stats = run_training(cfg, "sft", tiny_model, out, rows=ROWS)
+    stats = run_training(cfg.train, "sft", tiny_model, out, rows=ROWS)
     return stats, out / "model"
 
 
 def _samples(model: Path) -> list[str]:
     from starloop.loop.config import SamplingConfig
-    from starloop.loop.sample import TransformersSampler
+    from starloop.loop.runtime.samplers import TransformersSampler
 
     s = TransformersSampler(str(model), SamplingConfig(batch_size=4), seed=0)
     try:
@@ -80,7 +84,7 @@ def ddp_run(tiny_model, tmp_path_factory):
     saved = {k: _os.environ.get(k) for k in CPU_ENV}
     _os.environ.update(CPU_ENV)
     try:
-        return _train(tmp_path_factory.mktemp("ddp"), tiny_model, "ddp", "train.launcher=accelerate")
+        return _train(tmp_path_factory.mktemp("ddp"), tiny_model, "ddp", "train.launch.launcher=accelerate")
     finally:
         for k, v in saved.items():
             if v is None:
@@ -93,13 +97,14 @@ def ddp_run(tiny_model, tmp_path_factory):
 
 
 def test_launch_commands(monkeypatch, tmp_path):
-    cfg = load_config(None, ["train.launcher=torchrun", "train.num_processes=4"]).train
-    cmd = launch_command(cfg, tmp_path / "spec.json")
+    cfg = load_config(None, ["train.launch.launcher=torchrun", "train.launch.num_processes=4"]).train.launch
+    entry = ["-m", ENTRY, str(tmp_path / "sft.spec.pkl")]
+    cmd = launch_command(cfg, entry)
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=4" in cmd and "--standalone" in cmd
-    assert cmd[-3:] == ["-m", "starloop.loop.phase", str(tmp_path / "spec.json")]
+    assert cmd[-3:] == entry  # every rank runs the child-process runner's entry on the same job
 
     acc = dataclasses.replace(cfg, launcher="accelerate")
-    cmd = launch_command(acc, tmp_path / "spec.json")
+    cmd = launch_command(acc, entry)
     # Never --cpu with several processes: accelerate would silently run one.
     assert "--num_processes=4" in cmd and "--multi_gpu" in cmd and "--cpu" not in cmd
 
@@ -108,20 +113,20 @@ def test_launch_commands(monkeypatch, tmp_path):
     monkeypatch.setenv("MASTER_PORT", "31000")
     multi = dataclasses.replace(cfg, num_machines=3)
     check_launch(multi)
-    cmd = launch_command(multi, tmp_path / "spec.json")
+    cmd = launch_command(multi, entry)
     assert cmd[:3] == ["srun", "--nodes=3", "--ntasks-per-node=1"]
     assert "--nnodes=3" in cmd and "--rdzv_endpoint=node001:31000" in cmd and "--rdzv_id=77" in cmd
-    cmd = launch_command(dataclasses.replace(multi, launcher="accelerate"), tmp_path / "spec.json")
+    cmd = launch_command(dataclasses.replace(multi, launcher="accelerate"), entry)
     assert "--num_processes=12" in cmd and "--num_machines=3" in cmd and "--main_process_ip=node001" in cmd
     assert any("--machine_rank=\"$SLURM_NODEID\"" in c for c in cmd)
 
 
 def test_launch_settings_are_checked(monkeypatch):
-    with pytest.raises(ConfigError, match="train.launcher=inprocess runs one process"):
-        check_launch(load_config(None, ["train.num_processes=2"]).train)
+    with pytest.raises(ConfigError, match="train.launch.launcher=inprocess runs one process"):
+        check_launch(load_config(None, ["train.launch.num_processes=2"]).train.launch)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     with pytest.raises(ConfigError, match="needs a Slurm allocation"):
-        check_launch(load_config(None, ["train.launcher=torchrun", "train.num_machines=2"]).train)
+        check_launch(load_config(None, ["train.launch.launcher=torchrun", "train.launch.num_machines=2"]).train.launch)
 
 
 def test_ddp_two_processes(ddp_run):
@@ -133,8 +138,8 @@ def test_ddp_two_processes(ddp_run):
 
 @require_deepspeed
 def test_zero2_two_processes_torchrun(tiny_model, tmp_path, ddp_run):
-    stats, model = _train(tmp_path, tiny_model, "zero2", "train.launcher=torchrun",
-                          "train.deepspeed=configs/deepspeed/zero2.json")
+    stats, model = _train(tmp_path, tiny_model, "zero2", "train.launch.launcher=torchrun",
+                          "train.launch.deepspeed=configs/deepspeed/zero2.json")
     assert stats["world_size"] == 2 and stats["deepspeed"] == "zero2.json"
     # Same data, same optimizer, same global batch: the same model as DDP.
     assert stats["train_loss"] == pytest.approx(ddp_run[0]["train_loss"], rel=1e-4)
@@ -145,8 +150,8 @@ def test_zero2_two_processes_torchrun(tiny_model, tmp_path, ddp_run):
 def test_zero3_two_processes_accelerate(tiny_model, tmp_path, ddp_run):
     import torch
 
-    stats, model = _train(tmp_path, tiny_model, "zero3", "train.launcher=accelerate",
-                          "train.accelerate_config=configs/accelerate/zero3.yaml")
+    stats, model = _train(tmp_path, tiny_model, "zero3", "train.launch.launcher=accelerate",
+                          "train.launch.accelerate_config=configs/accelerate/zero3.yaml")
     assert stats["world_size"] == 2 and stats["deepspeed"] == "zero3.json"
     # ZeRO-3 partitions every parameter across the ranks: the checkpoint must hold whole tensors.
     got, want = _weights(model), _weights(ddp_run[1])
@@ -185,17 +190,20 @@ def test_shard_bounds():
     assert shard_bounds(0, 2) == [(0, 0), (0, 0)]
 
 
-def test_two_replicas_sample_what_one_samples(tiny_model, tmp_path):
-    from starloop.loop.run import Loop, sample_problems
+def _request(model, params, seed=11):
+    return SampleRequest(model, PROBLEMS, PROMPTS, dataclasses.replace(params, seed=seed), iteration=1)
 
-    base = ["sampling.backend=transformers", "sampling.batch_size=4", "runtime.progress=false",
-            "runtime.stage_processes='no'"]
-    one_cfg = load_config(None, base)
-    two = Loop(load_config(None, [*base, "sampling.data_parallel_size=2"]), tmp_path / "run")
+
+def test_two_replicas_sample_what_one_samples(tiny_model, tmp_path):
+    base = ["sampling.backend=transformers", "sampling.batch_size=4", "runtime.progress=false"]
+    one = load_config(None, base).sampling
+    two = load_config(None, [*base, "sampling.data_parallel_size=2"]).sampling
+    rd = RunDir(tmp_path / "run")
     for params in (GenParams(n=2, temperature=1.0, max_tokens=8), GenParams(n=1, temperature=0.0, max_tokens=8)):
-        want = sample_problems(tiny_model, one_cfg, PROBLEMS, PROMPTS, params, 1, False, 11)
-        got = two._sample(tiny_model, PROBLEMS, PROMPTS, params, 1, False, 11)
-        assert [s.to_dict() for s in got] == [s.to_dict() for s in want]
+        want = sample_here(one, 0, _request(tiny_model, params), False)
+        with Sampling(two, engine_seed=0, parts=lambda key: rd.parts("shards", key)) as sampling:
+            got = sampling.sample(_request(tiny_model, params))
+        assert [sample_to_row(s) for s in got] == [sample_to_row(s) for s in want]
     shard_dirs = sorted((tmp_path / "run" / "shards").iterdir())
     assert len(shard_dirs) == 2
     assert all(sorted(p.name for p in d.glob("shard-*.jsonl")) == ["shard-00.jsonl", "shard-01.jsonl"]
@@ -204,64 +212,68 @@ def test_two_replicas_sample_what_one_samples(tiny_model, tmp_path):
 
 @pytest.mark.slow
 def test_two_vllm_replicas_decode_greedily_what_one_does(tiny_model, tmp_path):
-    from starloop.loop.run import sample_problems
-    from starloop.loop.sample import release_sampler
-
     pytest.importorskip("vllm")
     params = GenParams(n=1, temperature=0.0, max_tokens=8)
     base = ["sampling.backend=vllm", "runtime.progress=false"]
-    want = sample_problems(tiny_model, load_config(None, base), PROBLEMS, PROMPTS, params, 1, False, 11)
-    release_sampler()
-    got = sample_sharded(tiny_model, load_config(None, [*base, "sampling.data_parallel_size=2"]), PROBLEMS, PROMPTS,
-                         params, 1, False, 11, root=tmp_path / "shards")
-    assert [s.to_dict() for s in got] == [s.to_dict() for s in want]
+    want = sample_here(load_config(None, base).sampling, 0, _request(tiny_model, params), False)
+    two = load_config(None, [*base, "sampling.data_parallel_size=2"]).sampling
+    with Sampling(two, engine_seed=0, parts=lambda key: Parts(tmp_path / "shards")) as sampling:
+        got = sampling.sample(_request(tiny_model, params))
+    assert [sample_to_row(s) for s in got] == [sample_to_row(s) for s in want]
 
 
 FAULTY = '''
 import os
-import sys
 from pathlib import Path
 
-from starloop.loop.types import Sample
+from starloop.loop.records import Sample, sample_to_row
+from starloop.loop.runtime.fileio import write_jsonl
 
 
-def sample(model, cfg, problems, prompts, params, iteration, hinted, seed):
+def sample(cfg, engine_seed, request, out):
     """Fails on the shard holding problem p7 while FAIL_FLAG names an existing file."""
     flag = Path(os.environ["FAIL_FLAG"])
-    if any(p.id == "p7" for p in problems) and flag.exists():
+    if any(p.id == "p7" for p in request.problems) and flag.exists():
         if os.environ.get("FAIL_ONCE"):
             flag.unlink()
         raise RuntimeError("replica lost its device")
-    return [Sample(problem_id=p.id, iteration=iteration, prompt=q, completion=f"{q}#{j}#{seed}",
+    seed = request.params.seed
+    rows = [Sample(problem_id=p.id, completion=f"{q}#{j}#{seed}", prompt=q, iteration=request.iteration,
                    finish_reason="stop", num_tokens=1, index=j, seed=seed)
-            for p, q in zip(problems, prompts) for j in range(params.n)]
+            for p, q in zip(request.problems, request.prompts) for j in range(request.params.n)]
+    return write_jsonl(out, (sample_to_row(s) for s in rows))
 '''
 
 
 @pytest.fixture
 def faulty(tmp_path, monkeypatch):
+    """A replica function in a module of its own (the child processes import it, as they would a real one)."""
+    import importlib
+
     (tmp_path / "faulty_sampler.py").write_text(textwrap.dedent(FAULTY))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(tmp_path))
     flag = tmp_path / "fail"
     flag.touch()
     monkeypatch.setenv("FAIL_FLAG", str(flag))
-    return flag
+    return flag, importlib.import_module("faulty_sampler").sample
 
 
 def test_failed_shard_keeps_finished_shards_and_rerun_completes(tmp_path, faulty):
-    cfg = load_config(None, ["sampling.data_parallel_size=3", "runtime.progress=false"])
-    params = GenParams(n=2, temperature=1.0, max_tokens=4)
-    call = dict(root=tmp_path / "shards", retries=0, sample_fn="faulty_sampler:sample")
+    flag, shard_fn = faulty
+    cfg = load_config(None, ["sampling.data_parallel_size=3", "runtime.progress=false"]).sampling
+    request = _request("m", GenParams(n=2, temperature=1.0, max_tokens=4), seed=5)
+    parts = Parts(tmp_path / "shards" / "call")
     with pytest.raises(ShardError, match=r"1 of 3 sampling shard\(s\) failed.*shard 1 \(problems 4\.\.7\).*"
                                          r"replica lost its device.*2 finished shard\(s\) are kept"):
-        sample_sharded("m", cfg, PROBLEMS, PROMPTS, params, 1, False, 5, **call)
-    (work,) = (tmp_path / "shards").iterdir()
+        sample_sharded(request, cfg, 0, parts, shard_fn, retries=0)
+    work = parts.dir
     assert sorted(p.name for p in work.glob("shard-*.jsonl")) == ["shard-00.jsonl", "shard-02.jsonl"]
     assert "replica lost its device" in (work / "shard-01.error").read_text()
     kept = {p.name: p.stat().st_mtime_ns for p in work.glob("shard-*.jsonl")}
 
-    faulty.unlink()
-    got = sample_sharded("m", cfg, PROBLEMS, PROMPTS, params, 1, False, 5, **call)
+    flag.unlink()
+    got = sample_sharded(request, cfg, 0, parts, shard_fn, retries=0)
     assert [(s.problem_id, s.index) for s in got] == [(p.id, j) for p in PROBLEMS for j in range(2)]
     assert all(s.completion == f"{q}#{s.index}#5" for s, q in zip(got, [q for q in PROMPTS for _ in range(2)], strict=True))
     # The finished shards were reused, not sampled again.
@@ -272,13 +284,13 @@ def test_failed_shard_keeps_finished_shards_and_rerun_completes(tmp_path, faulty
 
 
 def test_failed_shard_is_retried(tmp_path, faulty, monkeypatch):
+    flag, shard_fn = faulty
     monkeypatch.setenv("FAIL_ONCE", "1")
-    cfg = load_config(None, ["sampling.data_parallel_size=2", "runtime.progress=false"])
-    got = sample_sharded("m", cfg, PROBLEMS, PROMPTS, GenParams(n=1), 1, False, 5, root=tmp_path / "shards",
-                         retries=1, sample_fn="faulty_sampler:sample")
+    cfg = load_config(None, ["sampling.data_parallel_size=2", "runtime.progress=false"]).sampling
+    parts = Parts(tmp_path / "shards" / "call")
+    got = sample_sharded(_request("m", GenParams(n=1), seed=5), cfg, 0, parts, shard_fn, retries=1)
     assert [s.problem_id for s in got] == [p.id for p in PROBLEMS]
-    (work,) = (tmp_path / "shards").iterdir()
-    assert (work / "shard-01.log").read_text().count("=== ") == 2
+    assert (parts.dir / "shard-01.log").read_text().count("=== ") == 2
 
 
 # ---------------------------------------------------------------------------------------------- launch/
@@ -299,13 +311,15 @@ def test_single_node_script_composes_the_run_command():
     out, sets = _script_sets("single_node.sh", {"NPROC": "2"}, "configs/demo.yaml", "--set", "sampling.n=2")
     assert "configs/demo.yaml" in out and sets[-1] == "sampling.n=2"  # the user's --set comes last and wins
     cfg = load_config(REPO / "configs" / "demo.yaml", sets)
-    assert (cfg.train.launcher, cfg.train.num_processes, cfg.train.num_machines) == ("torchrun", 2, 1)
+    launch = cfg.train.launch
+    assert (launch.launcher, launch.num_processes, launch.num_machines) == ("torchrun", 2, 1)
     assert (cfg.sampling.data_parallel_size, cfg.sampling.tensor_parallel_size) == (2, 1)
 
     _, sets = _script_sets("single_node.sh", {"NPROC": "8", "TP": "2",
                                               "ACCELERATE_CONFIG": "configs/accelerate/zero3.yaml"})
     cfg = load_config(REPO / "configs" / "demo.yaml", sets)
-    assert (cfg.train.launcher, cfg.train.num_processes, cfg.train.accelerate_config) == (
+    launch = cfg.train.launch
+    assert (launch.launcher, launch.num_processes, launch.accelerate_config) == (
         "accelerate", 8, "configs/accelerate/zero3.yaml")
     assert (cfg.sampling.data_parallel_size, cfg.sampling.tensor_parallel_size) == (4, 2)
 
@@ -325,8 +339,8 @@ def test_slurm_script_sets_rendezvous_from_slurm(tmp_path):
     out = res.stdout.splitlines()[-1].split()
     sets = [out[i + 1] for i, a in enumerate(out) if a == "--set"]
     cfg = load_config(REPO / "configs" / "demo.yaml", sets)
-    assert (cfg.train.num_processes, cfg.train.num_machines, cfg.train.deepspeed) == (
-        4, 3, "configs/deepspeed/zero3.json")
+    launch = cfg.train.launch
+    assert (launch.num_processes, launch.num_machines, launch.deepspeed) == (4, 3, "configs/deepspeed/zero3.json")
 
 
 @pytest.mark.slow
@@ -341,6 +355,6 @@ def test_single_node_script_runs_a_two_process_cpu_loop(tmp_path, tiny_overrides
            "STARLOOP": f"{sys.executable} -m starloop.loop.cli"}
     subprocess.run(["bash", str(REPO / "launch" / "single_node.sh"), "configs/demo.yaml", "--run-dir", str(run_dir),
                     *sets], env=env, cwd=REPO, check=True)
-    stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["iter-001/train"]
+    stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["iter-001/train"]["sft"]
     assert stats["world_size"] == 2 and stats["deepspeed"] == "zero2.json" and stats["steps"] > 0
     assert len(list((run_dir / "shards").iterdir())) >= 3  # sample, eval greedy, eval sampled

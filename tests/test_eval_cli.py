@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from starloop.loop.cli import main
-from starloop.loop.config import EvalConfig, PromptConfig, SamplingConfig, VerifyConfig, load_config
-from starloop.loop.evaluate import evaluate_model, maj_at_k, summarize
-from starloop.loop.prompts import problem_prompts
+from starloop.loop.cli.main import main
+from starloop.loop.config import EvalConfig, SamplingConfig, VerifyConfig, load_config
+from starloop.loop.records import Sample
+from starloop.loop.runtime.prompts import problem_prompts
+from starloop.loop.stages.evaluation import evaluate_model, maj_at_k, summarize
 from starloop.loop.tasks import load_problems
-from starloop.loop.types import Sample
-from starloop.verifiers.types import Problem, Verdict
+from starloop.verifiers.records import Problem, Verdict
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -37,7 +37,7 @@ def write_config(path: Path, **sections) -> Path:
 
 def S(pid, reason="ok", extracted=None, text=""):
     v = Verdict.ok(extracted) if reason == "ok" else Verdict.fail(reason, extracted)
-    return Sample(pid, -1, f"P:{pid}", text, "stop", 1, verdict=v.to_dict())
+    return Sample(pid, text, prompt=f"P:{pid}", iteration=-1, finish_reason="stop", num_tokens=1, verdict=v)
 
 
 def test_maj_at_k_ties_and_non_voting_samples():
@@ -81,21 +81,25 @@ def test_summarize_per_task_per_level_and_reasons_hand_computed():
 
 
 def test_evaluate_model_with_a_scripted_sampler(tmp_path):
-    """evaluate_model needs no run dir and no Loop: prompts in, samples from sample_fn, real verification."""
+    """evaluate_model needs no run dir and no Driver: prompts in, samples from a scripted sampler, real
+    verification."""
     probs = [Problem("p1", "math", "1+1", "2"), Problem("p2", "math", "2+2", "4")]
     script = {("1+1", 0.0): ["#### 2"], ("2+2", 0.0): ["#### 5"],
               ("1+1", 0.7): ["#### 2", "#### 3", "#### 3"], ("2+2", 0.7): ["#### 4", "no idea", "#### 4"]}
     seen = []
 
-    def sample_fn(model, problems, prompts, params, seed):
-        seen.append((model, prompts, params.n, params.temperature, params.max_tokens, seed))
-        return [Sample(p.id, -1, pr, text, "stop", 3, index=j)
-                for p, pr in zip(problems, prompts, strict=True)
-                for j, text in enumerate(script[(p.prompt, params.temperature)])]
+    class ScriptedSampling:
+        def sample(self, request):
+            params = request.params
+            seen.append((request.model, request.prompts, params.n, params.temperature, params.max_tokens, params.seed))
+            return [Sample(p.id, text, prompt=pr, iteration=request.iteration, finish_reason="stop", num_tokens=3,
+                           index=j)
+                    for p, pr in zip(request.problems, request.prompts, strict=True)
+                    for j, text in enumerate(script[(p.prompt, params.temperature)])]
 
-    m = evaluate_model("m", probs, prompt_cfg=PromptConfig(), sampling_cfg=SamplingConfig(max_tokens=33),
+    m = evaluate_model(ScriptedSampling(), "m", probs, ["A", "B"], sampling_cfg=SamplingConfig(max_tokens=33),
                        eval_cfg=EvalConfig(n=3, k=[1, 3], temperature=0.7), verify_cfg=VerifyConfig(workers=1),
-                       out=tmp_path, seed=5, prompts=["A", "B"], sample_fn=sample_fn)
+                       out=tmp_path, seed=5)
     assert seen == [("m", ["A", "B"], 1, 0.0, 33, 5), ("m", ["A", "B"], 3, 0.7, 33, 5)]
     assert m["pass@1"] == 0.5
     assert m["pass@k"] == pytest.approx({"1": (1 / 3 + 2 / 3) / 2, "3": 1.0})
@@ -153,7 +157,7 @@ def test_eval_user_errors_exit_2(tmp_path, tiny_model, capsys):
     assert "missing field 'answer'" in err and "GSM8K" in err
     good = write_config(tmp_path / "g.yaml")
     assert main(["eval", "--model", str(tmp_path / "no-model"), "--config", str(good)]) == 2
-    assert "no such directory" in capsys.readouterr().err
+    assert "no such model folder" in capsys.readouterr().err
     assert main(["eval", "--model", tiny_model, "--config", str(good), "--set", "eval.k=[9]"]) == 2
     assert "eval.k" in capsys.readouterr().err
 

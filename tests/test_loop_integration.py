@@ -7,18 +7,14 @@ import sys
 import pytest
 
 from starloop.loop.config import load_config
-from starloop.loop.run import STAGES, Loop
-from starloop.loop.sample import release_sampler
+from starloop.loop.driver import STAGES, Driver
 
 from .conftest import require_vllm
 
 
 def _run(tmp_path, overrides):
-    cfg = load_config(None, overrides)
-    loop = Loop(cfg, tmp_path / "run")
-    metrics = loop.run()
-    release_sampler()
-    return loop, metrics
+    driver = Driver(load_config(None, overrides), tmp_path / "run")
+    return driver, driver.run()
 
 
 def _check_run(loop, metrics, expect_training: bool):
@@ -26,18 +22,21 @@ def _check_run(loop, metrics, expect_training: bool):
     for m in metrics:
         assert 0.0 <= m["pass@1"] <= 1.0 and set(m["pass@k"]) == {"1", "2"}
     stages = loop.rd.manifest()["stages"]
-    assert all(f"iter-001/{s}" in stages for s in STAGES) and "iter-000/evaluate" in stages
+    assert all(f"iter-001/{s.name}" in stages for s in STAGES) and "iter-000/evaluate" in stages
+    assert [s.name for s in STAGES] == ["sample", "verify", "rationalize", "select", "pairs", "train", "evaluate"]
     samples = [json.loads(x) for x in (loop.rd.root / "iter-001/verify/verified.jsonl").read_text().splitlines()]
     assert len(samples) == 24 * 2
     for s in samples:
         assert s["verdict"]["reason"] in ("ok", "wrong", "unparseable", "truncated")
         assert s["finish_reason"] in ("stop", "length") and s["model"] and s["iteration"] == 1
+        assert s["verdict"]["verifier"] == "arithmetic" and s["verdict"]["verifier_version"] == "1"
         if s["verdict"]["reason"] == "truncated":
             assert s["finish_reason"] == "length"
     model_dir = loop.rd.root / "iter-001/train/model"
     assert (model_dir / "config.json").exists() and (model_dir / "tokenizer_config.json").exists()
     if expect_training:
-        assert stages["iter-001/train"]["steps"] > 0 and stages["iter-001/select"]["rows"] > 0
+        assert stages["iter-001/train"]["sft"]["steps"] > 0 and stages["iter-001/select"]["rows"] > 0
+    assert (loop.rd.root / "iter-001/pairs/pairs.jsonl").exists() and "pairs" in stages["iter-001/pairs"]
 
 
 @require_vllm
@@ -71,10 +70,10 @@ def test_rerun_does_nothing(tmp_path, tiny_overrides):
 
 
 def test_changed_config_refused(tmp_path, tiny_overrides):
-    from starloop.loop.rundir import RunDirMismatch
+    from starloop.loop.runtime.rundir import RunDirMismatch
 
     cfg = load_config(None, [*tiny_overrides, "iterations=0", "sampling.backend=transformers"])
-    Loop(cfg, tmp_path / "run").run()
+    Driver(cfg, tmp_path / "run").run()
     with pytest.raises(RunDirMismatch, match="sampling.temperature"):
-        Loop(load_config(None, [*tiny_overrides, "iterations=0", "sampling.backend=transformers",
-                                "sampling.temperature=0.3"]), tmp_path / "run").run()
+        Driver(load_config(None, [*tiny_overrides, "iterations=0", "sampling.backend=transformers",
+                                  "sampling.temperature=0.3"]), tmp_path / "run").run()

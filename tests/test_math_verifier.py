@@ -20,7 +20,7 @@ from starloop.verifiers.math import (
     verify_math,
     verify_math_batch,
 )
-from starloop.verifiers.math_pool import Job, WorkerPool
+from starloop.verifiers.math.pool import Job, WorkerPool
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -273,8 +273,10 @@ def test_worker_pool_kills_overruns_and_recovers():
 
 
 def test_no_signal_alarm_anywhere():
-    root = Path(__file__).resolve().parents[1] / "verifiers"
-    for path in root.glob("math*.py"):
+    root = Path(__file__).resolve().parents[1] / "verifiers" / "math"
+    paths = sorted(root.glob("*.py"))
+    assert paths, root
+    for path in paths:
         code = path.read_text()
         assert not re.search(r"^\s*(?:import signal|from signal import)|signal\.alarm\(", code, re.M), path
 

@@ -6,10 +6,12 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from starloop.loop.cli import main
-from starloop.loop.pairs import COLUMNS, STRATEGIES, Candidate, build_pairs, candidates_from_samples
-from starloop.loop.types import Sample
-from starloop.verifiers.types import Verdict
+from starloop.loop.cli.main import main
+from starloop.loop.config import VerifyConfig
+from starloop.loop.records import PAIR_COLUMNS, Sample, sample_to_row
+from starloop.loop.stages.pairs import STRATEGIES, build_pairs
+from starloop.loop.stages.verify import verify_samples
+from starloop.verifiers.records import Problem, Verdict
 
 
 def C(pid, text, reason="ok", score=None, finish="stop", prompt="default"):
@@ -18,8 +20,8 @@ def C(pid, text, reason="ok", score=None, finish="stop", prompt="default"):
         v = Verdict.ok(score=1.0 if score is None else score)
     else:
         v = Verdict.fail(reason, score=0.0 if score is None else score)
-    return Candidate(prompt=prompt, problem_id=pid, completion=text, verdict=v, finish_reason=finish,
-                     iteration=1, model="m", temperature=0.7, seed=5)
+    return Sample(problem_id=pid, completion=text, prompt=prompt, verdict=v, finish_reason=finish,
+                  iteration=1, model="m", temperature=0.7, seed=5)
 
 
 def _random_pool(rng, n_problems=12):
@@ -47,7 +49,7 @@ def test_pair_invariants(strategy, cap, exclude_truncated):
     keys = [(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
     assert len(keys) == len(set(keys)), "duplicate pairs"
     for r in rows:
-        assert set(r) == set(COLUMNS) and r["strategy"] == strategy
+        assert set(r) == set(PAIR_COLUMNS) and r["strategy"] == strategy
         chosen, rejected = same[(r["prompt"], r["chosen"])], same[(r["prompt"], r["rejected"])]
         assert all(c.verdict.correct for c in chosen) and r["chosen_reason"] == "ok"
         assert r["chosen_finish_reason"] != "length"  # a cut-off completion is never chosen
@@ -137,13 +139,14 @@ def test_bad_arguments():
 
 
 def test_provenance_from_samples():
-    def S(text, reason, idx):
-        v = Verdict.ok() if reason == "ok" else Verdict.fail(reason)
-        return Sample("p1", 3, "PROMPT", text, "stop", 4, index=idx, model="/m/iter-2", temperature=0.8, seed=11 + idx,
-                      verdict=v.to_dict())
+    def S(text, idx):
+        return Sample("p1", text, prompt="PROMPT", iteration=3, finish_reason="stop", num_tokens=4, index=idx,
+                      model="/m/iter-2", temperature=0.8, seed=11 + idx)
 
-    cands = candidates_from_samples([S("yes", "ok", 0), S("no", "wrong", 1)], {"p1": "math"})
-    (row,), _ = build_pairs(cands, seed=0)
+    # A sample is its own pairing candidate; verification stamps the verifier's name and version on its verdict.
+    samples = [S("#### 4", 0), S("#### 5", 1)]
+    verify_samples(samples, {"p1": Problem("p1", "math", "2+2", "4")}, VerifyConfig(workers=1))
+    (row,), _ = build_pairs(samples, seed=0)
     assert row["prompt"] == "PROMPT" and row["problem_id"] == "p1" and row["iteration"] == 3
     assert (row["chosen_model"], row["chosen_temperature"], row["chosen_seed"]) == ("/m/iter-2", 0.8, 11)
     assert (row["rejected_reason"], row["rejected_seed"]) == ("wrong", 12)
@@ -182,7 +185,7 @@ def test_pairs_cli_writes_dataset(tmp_path):
     assert main(["pairs", "--input", str(inp), "--output", str(out), "--strategy", "hardest", "--per-prompt", "1",
                  "--verifier", "math"]) == 0
     ds = datasets.load_from_disk(str(out))
-    assert len(ds) == 3 and ds.column_names == list(COLUMNS)
+    assert len(ds) == 3 and ds.column_names == list(PAIR_COLUMNS)
     assert all(r["rejected_reason"] == "wrong" for r in ds)  # hardest: the near miss, not the garbage
     assert all(r["verifier"] == "math" for r in ds)
     assert pq.read_table(out / "pairs.parquet").to_pylist() == ds.to_list()
@@ -266,8 +269,9 @@ def test_pairs_cli_reads_run_verified_samples(tmp_path):
     rows = []
     for i, (text, reason) in enumerate([("#### 4", "ok"), ("#### 5", "wrong")]):
         v = Verdict.ok() if reason == "ok" else Verdict.fail(reason)
-        rows.append(Sample("p1", 2, "Q: 2+2\nA: ", text, "stop", 6, index=i, model="runs/x/iter-001/train/model",
-                           temperature=0.8, seed=7, verdict=v.to_dict()).to_dict())
+        rows.append(sample_to_row(Sample("p1", text, prompt="Q: 2+2\nA: ", iteration=2, finish_reason="stop",
+                                         num_tokens=6, index=i, model="runs/x/iter-001/train/model", temperature=0.8,
+                                         seed=7, verdict=v)))
     _write(tmp_path / "verified.jsonl", rows)
     assert main(["pairs", "--input", str(tmp_path / "verified.jsonl"), "--output", str(tmp_path / "p"),
                  "--verifier", "math"]) == 0

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from starloop.loop.cli import main
+from starloop.loop.cli.main import main
 from starloop.loop.config import RunConfig, load_config
-from starloop.loop.report import flatten_metrics, iteration_rows, log_iteration, print_table, write_report
-from starloop.loop.rundir import RunDir
+from starloop.loop.runtime.report import (
+    flatten_metrics,
+    iteration_rows,
+    log_iteration,
+    print_table,
+    write_report,
+)
+from starloop.loop.runtime.rundir import RunDir
 
 FIX = Path(__file__).parent / "fixtures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -37,7 +43,8 @@ def fake_run(root: Path, iterations: int = 2) -> RunDir:
         stages[f"iter-{it:03d}/rationalize"] = {"rationalized": 2, "seconds": 2.0}
         stages[f"iter-{it:03d}/select"] = {"rows": 12, "selfgen_rows": 8, "real_rows": 3, "replay_rows": 1,
                                            "distinct_2": 0.5 + 0.1 * it, "seconds": 0.1}
-        stages[f"iter-{it:03d}/train"] = {"steps": 3, "seconds": 9.0}
+        stages[f"iter-{it:03d}/pairs"] = {"pairs": 4, "seconds": 0.2}
+        stages[f"iter-{it:03d}/train"] = {"init": "m", "sft": {"steps": 3}, "seconds": 9.0}
         stages[f"iter-{it:03d}/evaluate"] = {"seconds": 3.0}
         metrics.append({"iteration": it, "pass@1": 0.1 + 0.2 * it, "pass@k": {"1": 0.2, "4": 0.5},
                         "maj@k": {"1": 0.2, "4": 0.4}, "reasons": {"ok": 0.3, "wrong": 0.7},
@@ -46,7 +53,7 @@ def fake_run(root: Path, iterations: int = 2) -> RunDir:
         sft.parent.mkdir(parents=True)
         sources = ["selfgen"] * 6 + ["rationalized"] * 2 + ["real"] * 3 + ["replay"]
         sft.write_text("".join(json.dumps({"prompt": "p", "completion": "c", "source": s}) + "\n" for s in sources))
-    (root / "manifest.json").write_text(json.dumps({"stages": stages}))
+    (root / "manifest.json").write_text(json.dumps({"layout": 2, "stages": stages}))
     (root / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     return RunDir(root)
 
@@ -76,6 +83,7 @@ def test_iteration_rows_from_run_dir(tmp_path):
     assert r["distinct_2"] == pytest.approx(0.6) and r["per_task"] == {"math": 0.4, "code": 0.1}
     assert rows[0]["sources"] == {} and rows[0]["train_reasons"] == {} and rows[0]["eval_reasons"]["truncated"] == 0.4
     assert r["pass@k"] == ("4", 0.5) and r["maj@k"] == 0.4
+    assert r["seconds"]["pairs"] == 0.2 and r["seconds"]["train"] == 9.0  # every stage's wall time, pairs included
 
 
 def test_write_report_markdown_and_pngs(tmp_path):
@@ -149,7 +157,7 @@ def test_log_iteration_to_trackers(tmp_path, fake_trackers):
     cfg = RunConfig()
     assert log_iteration(cfg, tmp_path, row) == []  # off by default
     assert fake_trackers == {"tb": [], "wandb": []}
-    cfg.train.report_to = ["tensorboard", "wandb"]
+    cfg.runtime.report_to = ["tensorboard", "wandb"]
     assert log_iteration(cfg, tmp_path, row) == ["tensorboard", "wandb"]
     assert fake_trackers["tb"] == [("open", str(tmp_path / "tensorboard")), ("starloop/pass@1", 0.5, 3),
                                    ("starloop/pass@k/4", 0.75, 3), "close"]
@@ -162,7 +170,7 @@ def test_log_iteration_to_trackers(tmp_path, fake_trackers):
 def test_log_iteration_tracker_not_installed(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
     cfg = RunConfig()
-    cfg.train.report_to = ["wandb"]
+    cfg.runtime.report_to = ["wandb"]
     assert log_iteration(cfg, tmp_path, {"iteration": 0, "pass@1": 0.0}) == []
     assert "wandb" in caplog.text and "not installed" in caplog.text
 
@@ -173,15 +181,14 @@ def test_log_iteration_tracker_failure_is_reported_not_raised(tmp_path, fake_tra
 
     sys.modules["wandb"].init = broken_init
     cfg = RunConfig()
-    cfg.train.report_to = ["wandb", "tensorboard"]
+    cfg.runtime.report_to = ["wandb", "tensorboard"]
     assert log_iteration(cfg, tmp_path, {"iteration": 1, "pass@1": 0.5}) == ["tensorboard"]
     assert "could not log iteration 1 to wandb: ConnectionError" in caplog.text
 
 
 def test_loop_logs_each_evaluation(tmp_path, tiny_model, fake_trackers):
     """The loop's evaluate stage sends its metrics row to the configured trackers."""
-    from starloop.loop.run import Loop
-    from starloop.loop.sample import release_sampler
+    from starloop.loop.driver import Driver
 
     path = FIX / "gsm8k.jsonl"
     cfg = load_config(None, [
@@ -189,11 +196,8 @@ def test_loop_logs_each_evaluation(tmp_path, tiny_model, fake_trackers):
         f"data.train={{source: gsm8k, path: '{path}', split: 'train[:4]'}}",
         f"data.eval={{source: gsm8k, path: '{path}', split: 'train[4:]'}}",
         "sampling.backend=transformers", "sampling.max_tokens=8", "eval.n=1", "eval.k=[1]",
-        "train.report_to=[tensorboard]", "runtime.progress=false"])
-    try:
-        Loop(cfg, tmp_path / "run").run()
-    finally:
-        release_sampler()
+        "runtime.report_to=[tensorboard]", "runtime.progress=false"])
+    Driver(cfg, tmp_path / "run").run()
     scalars = {c[0]: c[2] for c in fake_trackers["tb"] if isinstance(c, tuple) and c[0] != "open"}
     assert fake_trackers["tb"][0] == ("open", str(tmp_path / "run" / "tensorboard"))
     assert scalars["starloop/pass@1"] == 0 and "starloop/pass@k/1" in scalars  # step = iteration 0

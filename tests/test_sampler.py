@@ -1,7 +1,8 @@
 import pytest
 
 from starloop.loop.config import SamplingConfig
-from starloop.loop.sample import GenParams, TransformersSampler, VLLMSampler, release_sampler
+from starloop.loop.records import GenParams
+from starloop.loop.runtime.samplers import TransformersSampler, VLLMSampler
 
 from .conftest import require_vllm
 
@@ -40,7 +41,6 @@ def test_transformers_backend(tiny_model):
 
 @require_vllm
 def test_vllm_backend(tiny_model):
-    release_sampler()
     s = VLLMSampler(tiny_model, SamplingConfig(), seed=0)
     try:
         _check(s)

@@ -3,17 +3,18 @@ from math import comb
 import pytest
 
 from starloop.loop.config import RationalizeConfig, SelectConfig
-from starloop.loop.diversity import distinct_n
-from starloop.loop.evaluate import maj_at_k, pass_at_k, summarize
-from starloop.loop.rationalize import failed_problems, keep_rationales, restates_hint
-from starloop.loop.select import mix, select_traces
-from starloop.loop.types import Sample
-from starloop.verifiers.types import Problem, Verdict
+from starloop.loop.records import Sample
+from starloop.loop.runtime.text import distinct_n
+from starloop.loop.stages.evaluation import maj_at_k, pass_at_k, summarize
+from starloop.loop.stages.rationalize import failed_problems, keep_rationales, restates_hint
+from starloop.loop.stages.selection import mix, select_traces
+from starloop.verifiers.records import Problem, Verdict
 
 
 def S(pid, text, reason="ok", extracted=None, it=1, hinted=False, finish="stop"):
     v = Verdict.ok(extracted) if reason == "ok" else Verdict.fail(reason, extracted)
-    return Sample(pid, it, f"P:{pid}", text, finish, len(text), hinted=hinted, verdict=v.to_dict())
+    return Sample(pid, text, prompt=f"P:{pid}", iteration=it, finish_reason=finish, num_tokens=len(text), hinted=hinted,
+                  verdict=v)
 
 
 def test_pass_at_k_hand_computed():

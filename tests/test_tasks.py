@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from starloop.loop.config import ConfigError, DatasetConfig, PromptConfig, load_config
-from starloop.loop.io import InputError
-from starloop.loop.prompts import problem_prompts, render_prompt
+from starloop.loop.errors import InputError
+from starloop.loop.runtime.prompts import problem_prompts, render_prompt
 from starloop.loop.tasks import adapter_names, load_problems
 from starloop.loop.tasks.gsm8k import gold_answer
 from starloop.loop.tasks.math_tasks import last_boxed
@@ -273,8 +273,8 @@ def test_real_model_configs_resolve(name, model, train, evalsrc):
     assert "Hardware:" in path.read_text().split("\nname:")[0]  # expected hardware in the header comment
     cfg = load_config(path)
     assert cfg.model.path == model and cfg.data.train.source == train and cfg.data.eval.source == evalsrc
-    assert cfg.sampling.backend == "vllm" and cfg.train.bf16 and cfg.train.launcher == "accelerate"
-    assert cfg.train.accelerate_config == "configs/accelerate/zero2.yaml"
+    assert cfg.sampling.backend == "vllm" and cfg.train.sft.args["bf16"] and cfg.train.launch.launcher == "accelerate"
+    assert cfg.train.launch.accelerate_config == "configs/accelerate/zero2.yaml"
     assert train in adapter_names() and evalsrc in adapter_names()
 
 
@@ -286,57 +286,57 @@ def _fixture_loop_overrides(tiny_overrides, tiny_model, source, name):
     base = [o for o in tiny_overrides if not o.startswith(("data.", "model."))]
     path = FIX / f"{name}.jsonl"
     return [*base, f"model.path={tiny_model}", "data.real=null", "select.real_fraction=0", "prompt.answer_format=true",
-            "sampling.backend=transformers", "train.max_length=512",
+            "sampling.backend=transformers", "train.sft.max_length=512",
             "sampling.max_tokens=16", "select.include_unverified=true",
             f"data.train={{source: {source}, path: '{path}', split: 'train[:4]'}}",
             f"data.eval={{source: {source}, path: '{path}', split: 'train[4:]'}}"]
 
 
 def _run_loop(tmp_path, overrides):
-    from starloop.loop.run import Loop
-    from starloop.loop.sample import release_sampler
+    from starloop.loop.driver import Driver
 
-    loop = Loop(load_config(None, overrides), tmp_path / "run")
-    try:
-        metrics = loop.run()
-    finally:
-        release_sampler()
-    return loop, metrics
+    driver = Driver(load_config(None, overrides), tmp_path / "run")
+    metrics = driver.run()
+    return driver, metrics
 
 
 def _read(path):
     return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
 
 
-def _check_one_iteration(loop, metrics, task):
-    from starloop.loop.run import STAGES
+def _check_one_iteration(driver, metrics, task):
+    from starloop.loop.driver import STAGES
+    from starloop.loop.runtime.context import RunContext
 
-    root = loop.rd.root
+    root = driver.rd.root
     assert [m["iteration"] for m in metrics] == [0, 1]
-    stages = loop.rd.manifest()["stages"]
-    assert all(f"iter-001/{s}" in stages for s in STAGES)
+    stages = driver.rd.manifest()["stages"]
+    assert all(f"iter-001/{s.name}" in stages for s in STAGES)
     assert set(stages["iter-001/verify"]["per_verifier"]) == {task}
-    assert stages["iter-001/train"]["steps"] > 0
+    assert stages["iter-001/train"]["sft"]["steps"] > 0
     # One template everywhere: the SFT rows' prompt is the sampled prompt, which is what
     # problem_prompts renders for that problem, and evaluation renders eval problems the same way.
-    by_id = {p.id: p for p in [*loop.train_problems, *loop.eval_problems]}
+    with RunContext.open(driver.cfg, driver.rd) as ctx:  # the run's own problems and tokenizer
+        by_id = {p.id: p for p in [*ctx.train_problems, *ctx.eval_problems]}
+        tokenizer = ctx.tokenizer
     sampled = {s["problem_id"]: s["prompt"] for s in _read(root / "iter-001/sample/samples.jsonl")}
     sft = _read(root / "iter-001/select/sft.jsonl")
     assert sft
     for row in sft:
-        (expected,) = problem_prompts(loop.tokenizer, [by_id[row["problem_id"]]], loop.cfg.prompt)
+        (expected,) = problem_prompts(tokenizer, [by_id[row["problem_id"]]], driver.cfg.prompt)
         assert row["prompt"] == sampled[row["problem_id"]] == expected
         assert get_verifier(task).answer_format in row["prompt"]
     for s in _read(root / "iter-001/evaluate/greedy.jsonl"):
-        assert s["prompt"] == problem_prompts(loop.tokenizer, [by_id[s["problem_id"]]], loop.cfg.prompt)[0]
+        assert s["prompt"] == problem_prompts(tokenizer, [by_id[s["problem_id"]]], driver.cfg.prompt)[0]
+    return ctx
 
 
 def test_gsm8k_file_one_loop_iteration(tmp_path, tiny_overrides, tiny_model):
-    loop, metrics = _run_loop(tmp_path, _fixture_loop_overrides(tiny_overrides, tiny_model, "gsm8k", "gsm8k"))
-    _check_one_iteration(loop, metrics, "math")
-    assert [p.answer for p in loop.eval_problems] == ["3", "70000"]
+    driver, metrics = _run_loop(tmp_path, _fixture_loop_overrides(tiny_overrides, tiny_model, "gsm8k", "gsm8k"))
+    ctx = _check_one_iteration(driver, metrics, "math")
+    assert [p.answer for p in ctx.eval_problems] == ["3", "70000"]
 
 
 def test_mbpp_file_one_loop_iteration(tmp_path, tiny_overrides, tiny_model):
-    loop, metrics = _run_loop(tmp_path, _fixture_loop_overrides(tiny_overrides, tiny_model, "mbpp", "mbpp"))
-    _check_one_iteration(loop, metrics, "code")
+    driver, metrics = _run_loop(tmp_path, _fixture_loop_overrides(tiny_overrides, tiny_model, "mbpp", "mbpp"))
+    _check_one_iteration(driver, metrics, "code")

@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from starloop.loop.cli import main
-from starloop.loop.config import TrainConfig, load_config
-from starloop.loop.sample import GenParams, TransformersSampler, VLLMSampler, release_sampler
-from starloop.loop.train import train_dpo, train_sft
+from starloop.loop.cli.main import main
+from starloop.loop.config import DPOSection, LoraSection, SFTSection, TrainConfig, load_config
+from starloop.loop.records import GenParams
+from starloop.loop.runtime.samplers import TransformersSampler, VLLMSampler
+from starloop.loop.runtime.trainers import train_dpo, train_sft
+from starloop.verifiers.records import Verdict
 from starloop.verifiers.registry import register_verifier
-from starloop.verifiers.types import Verdict
 
 from .conftest import require_vllm
 
@@ -31,8 +32,14 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _cfg(**kw) -> TrainConfig:
-    return TrainConfig(**{"batch_size": 4, "logging_steps": 1, "max_length": 64, **kw})
+BASE = {"per_device_train_batch_size": 4, "logging_steps": 1, "max_length": 64, "lr_scheduler_type": "constant",
+        "seed": 0, "data_seed": 0, "gradient_checkpointing": False}
+
+
+def _cfg(sft=None, dpo=None, lora=None) -> TrainConfig:
+    """TRL fields for both trainers, on top of small settings for tiny models."""
+    return TrainConfig(sft=SFTSection(True, {**BASE, **(sft or {})}), dpo=DPOSection(True, {**BASE, **(dpo or {})}),
+                       lora=LoraSection(lora is not None, lora or {}))
 
 
 def _write(path, rows):
@@ -42,12 +49,12 @@ def _write(path, rows):
 @pytest.fixture(scope="module")
 def dpo_trained(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("dpo")
-    stats = train_dpo(tiny_model, DPO_ROWS, _cfg(dpo_lr=1e-2, dpo_epochs=5), out)
+    stats = train_dpo(tiny_model, DPO_ROWS, _cfg(dpo={"learning_rate": 1e-2, "num_train_epochs": 5}), out)
     return stats, str(out / "model")
 
 
 def test_sft_loss_falls(tiny_model, tmp_path):
-    stats = train_sft(tiny_model, SFT_ROWS, _cfg(lr=1e-2, epochs=5), tmp_path)
+    stats = train_sft(tiny_model, SFT_ROWS, _cfg(sft={"learning_rate": 1e-2, "num_train_epochs": 5}), tmp_path)
     assert stats["steps"] == 10 and stats["tokens"] > 0
     assert stats["last_loss"] < 0.5 * stats["first_loss"]
     assert (tmp_path / "model" / "config.json").exists()
@@ -61,7 +68,8 @@ def test_dpo_loss_falls(dpo_trained):
 
 
 def test_dpo_plus_nll_loss_falls(tiny_model, tmp_path):
-    cfg = _cfg(dpo_lr=1e-2, dpo_epochs=5, dpo_loss_type=["sigmoid", "sft"], dpo_loss_weights=[1.0, 0.5])
+    cfg = _cfg(dpo={"learning_rate": 1e-2, "num_train_epochs": 5, "loss_type": ["sigmoid", "sft"],
+                    "loss_weights": [1.0, 0.5]})
     stats = train_dpo(tiny_model, DPO_ROWS, cfg, tmp_path)
     assert stats["loss_type"] == ["sigmoid", "sft"] and stats["first_loss"] > 0.6931 + 0.5  # the NLL term is in it
     assert stats["last_loss"] < 0.5 * stats["first_loss"]
@@ -86,7 +94,6 @@ def test_trained_checkpoint_loads_in_transformers_sampler(dpo_trained):
 def test_trained_checkpoint_loads_in_vllm_sampler(dpo_trained):
     from starloop.loop.config import SamplingConfig
 
-    release_sampler()
     s = VLLMSampler(dpo_trained[1], SamplingConfig(), seed=0)
     try:
         _generates(s)
@@ -98,7 +105,8 @@ def test_lora_sft_saves_a_merged_checkpoint(tiny_model, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    stats = train_sft(tiny_model, SFT_ROWS, _cfg(lr=5e-2, epochs=2, lora=True, lora_r=4), tmp_path)
+    lora = {"r": 4, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+    stats = train_sft(tiny_model, SFT_ROWS, _cfg(sft={"learning_rate": 5e-2, "num_train_epochs": 2}, lora=lora), tmp_path)
     model_dir = tmp_path / "model"
     assert stats["steps"] == 4 and not (model_dir / "adapter_config.json").exists()
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
@@ -135,22 +143,25 @@ def test_train_cli_dpo_and_sft(tiny_model, tmp_path):
     import pyarrow.parquet as pq
 
     datasets.Dataset.from_list(DPO_ROWS).save_to_disk(str(tmp_path / "prefs"))
-    small = ["--set", "train.max_steps=2", "--set", "train.batch_size=2", "--set", "train.max_length=64"]
+    def small(kind):
+        return ["--set", f"train.{kind}.max_steps=2", "--set", f"train.{kind}.per_device_train_batch_size=2",
+                "--set", f"train.{kind}.max_length=64", "--set", f"train.{kind}.gradient_checkpointing=false"]
+
     assert main(["train", "--kind", "dpo", "--model", tiny_model, "--data", str(tmp_path / "prefs"),
-                 "--output", str(tmp_path / "dpo"), *small, "--set", "train.dpo_loss_type=[sigmoid, sft]"]) == 0
+                 "--output", str(tmp_path / "dpo"), *small("dpo"), "--set", "train.dpo.loss_type=[sigmoid, sft]"]) == 0
     rec = json.loads((tmp_path / "dpo" / "train_stats.json").read_text())
-    assert rec["stats"]["steps"] == 2 and rec["train"]["dpo_loss_type"] == ["sigmoid", "sft"]
+    assert rec["stats"]["steps"] == 2 and rec["train"]["dpo"]["loss_type"] == ["sigmoid", "sft"]
     assert (tmp_path / "dpo" / "model" / "config.json").exists()
 
     pq.write_table(pa.Table.from_pylist(SFT_ROWS), tmp_path / "sft.parquet")
     assert main(["train", "--kind", "sft", "--model", str(tmp_path / "dpo" / "model"), "--data",
-                 str(tmp_path / "sft.parquet"), "--output", str(tmp_path / "sft"), *small]) == 0
+                 str(tmp_path / "sft.parquet"), "--output", str(tmp_path / "sft"), *small("sft")]) == 0
     assert (tmp_path / "sft" / "model" / "config.json").exists()
 
     msgs = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": "yes"}]} for p in PROMPTS]
     _write(tmp_path / "chat.jsonl", msgs)
     assert main(["train", "--kind", "sft", "--model", tiny_model, "--data", str(tmp_path / "chat.jsonl"),
-                 "--output", str(tmp_path / "chat"), *small]) == 0
+                 "--output", str(tmp_path / "chat"), *small("sft")]) == 0
     assert json.loads((tmp_path / "chat" / "train_stats.json").read_text())["stats"]["steps"] == 2
 
 
@@ -164,6 +175,7 @@ def test_train_cli_dpo_and_sft(tiny_model, tmp_path):
         ("sft", [], [], "no rows"),
         ("sft", [{"prompt": "a", "completion": "b"}], ["--set", "sampling.n=3"], "only the train section"),
         ("sft", [{"prompt": "a", "completion": "b"}], ["--set", "train.lrate=3"], "train.lrate"),
+        ("sft", [{"prompt": "a", "completion": "b"}], ["--set", "train.lr=3e-4"], "moved to train.sft.learning_rate"),
         ("sft", "file.csv", [], "unsupported data file"),
         ("sft", "missing.jsonl", [], "not found"),
         ("sft", [{"prompt": "a", "completion": "b"}], ["--model", "/no/such/model"], "no such model folder"),
@@ -196,59 +208,104 @@ def test_train_cli_refuses_existing_output(tiny_model, tmp_path, capsys):
 
 
 def _sample_row(pid, prompt, text, reason, idx, finish="stop"):
-    v = Verdict(reason == "ok", float(reason == "ok"), reason)
+    v = Verdict(reason == "ok", float(reason == "ok"), reason, verifier="arithmetic", verifier_version="1")
     return {"problem_id": pid, "iteration": 1, "prompt": prompt, "completion": text, "finish_reason": finish,
             "num_tokens": len(text), "index": idx, "hinted": False, "model": "seed", "temperature": 0.7,
             "top_p": 1.0, "seed": 1, "verdict": v.to_dict()}
 
 
 def test_stage_train_runs_sft_then_dpo(tiny_model, tmp_path):
-    """Loop.stage_train on a prepared run dir: SFT, then DPO on this iteration's pairs; then no pairs, DPO skipped."""
+    """The pairs and train stages on a prepared run dir: SFT, then DPO on this iteration's pairs; then no pairs,
+    DPO skipped."""
     from safetensors.torch import load_file
 
-    from starloop.loop.io import read_jsonl, write_jsonl
-    from starloop.loop.run import Loop
+    from starloop.loop.driver import Driver
+    from starloop.loop.runtime.context import RunContext
+    from starloop.loop.runtime.fileio import read_jsonl, write_jsonl
+    from starloop.loop.stages import pairs, train
 
-    cfg = load_config(None, [f"model.path={tiny_model}", "train.dpo=true", "train.batch_size=4", "train.max_length=64",
-                             "train.dpo_lr=0.01", "train.pairs_per_prompt=2", "runtime.progress=false",
+    small = [f"train.{k}.{f}" for k in ("sft", "dpo") for f in ("per_device_train_batch_size=4", "max_length=64",
+                                                              "gradient_checkpointing=false")]
+    cfg = load_config(None, [f"model.path={tiny_model}", "train.dpo.enabled=true", *small, "train.sft.max_steps=4",
+                             "train.dpo.learning_rate=0.01", "pairs.per_prompt=2", "runtime.progress=false",
                              "data.train.options={split: train, levels: [2], per_level: 6}",
                              "data.eval.options={split: eval, levels: [2], per_level: 2}"])
-    loop = Loop(cfg, tmp_path / "run")
-    loop.setup()
-    probs = loop.train_problems[:4]
-    prompts = loop.prompts_for(probs)
-    verified = []
-    for p, prompt in zip(probs[:3], prompts, strict=False):
-        verified += [_sample_row(p.id, prompt, "#### 4", "ok", 0), _sample_row(p.id, prompt, "#### 5", "wrong", 1),
-                     _sample_row(p.id, prompt, "####", "unparseable", 2),
-                     _sample_row(p.id, prompt, "#### 4 and more", "truncated", 3, "length")]
-    verified.append(_sample_row(probs[3].id, prompts[3], "#### 9", "wrong", 0))
-    write_jsonl(loop.rd.root / "iter-001/verify/verified.jsonl", verified)
-    write_jsonl(loop.rd.root / "iter-001/select/sft.jsonl",
-                [{"prompt": r["prompt"], "completion": r["completion"], "problem_id": r["problem_id"]}
-                 for r in verified if r["verdict"]["correct"]])
+    driver = Driver(cfg, tmp_path / "run")
+    driver.rd.init(cfg)
+    root = driver.rd.root
+    with RunContext.open(cfg, driver.rd) as ctx:
+        probs = ctx.train_problems[:4]
+        prompts = ctx.prompts(probs)
+        verified = []
+        for p, prompt in zip(probs[:3], prompts, strict=False):
+            verified += [_sample_row(p.id, prompt, "#### 4", "ok", 0), _sample_row(p.id, prompt, "#### 5", "wrong", 1),
+                         _sample_row(p.id, prompt, "####", "unparseable", 2),
+                         _sample_row(p.id, prompt, "#### 4 and more", "truncated", 3, "length")]
+        verified.append(_sample_row(probs[3].id, prompts[3], "#### 9", "wrong", 0))
+        write_jsonl(root / "iter-001/verify/verified.jsonl", verified)
+        write_jsonl(root / "iter-001/select/sft.jsonl",
+                    [{"prompt": r["prompt"], "completion": r["completion"], "problem_id": r["problem_id"]}
+                     for r in verified if r["verdict"]["correct"]])
+        driver.run_stage(ctx, 1, pairs.STAGE)
+        driver.run_stage(ctx, 1, train.STAGE)
+        model_1 = ctx.model_for(1)
 
-    info = loop._stage(1, "train", lambda out: loop.stage_train(1, out))
-    out = loop.rd.root / "iter-001/train"
-    assert info["steps"] > 0 and info["rows"] == 3  # SFT
-    assert info["pairs"]["pairs"] == 6 and info["pairs"]["prompts_with_pairs"] == 3
-    assert info["pairs"]["truncated_rejected_dropped"] == 3 and info["pairs"]["prompts_without_correct"] == 1
-    assert info["dpo"]["rows"] == 6 and info["dpo"]["steps"] > 0
-    assert loop.rd.stage_info("iter-001/train")["dpo"]["steps"] == info["dpo"]["steps"]  # recorded in the manifest
-    assert loop.model_for(1) == str(out / "model") and (out / "sft_model" / "config.json").exists()
+        # Iteration 2: only wrong samples, so no pairs: DPO is skipped and recorded as such.
+        write_jsonl(root / "iter-002/verify/verified.jsonl", [r for r in verified if not r["verdict"]["correct"]])
+        write_jsonl(root / "iter-002/select/sft.jsonl", [])
+        driver.run_stage(ctx, 2, pairs.STAGE)
+        driver.run_stage(ctx, 2, train.STAGE)
+
+    info, pstats = driver.rd.stage_info("iter-001/train"), driver.rd.stage_info("iter-001/pairs")
+    out = root / "iter-001/train"
+    assert info["sft"]["steps"] > 0 and info["sft"]["rows"] == 3  # SFT
+    assert pstats["pairs"] == 6 and pstats["prompts_with_pairs"] == 3
+    assert pstats["truncated_rejected_dropped"] == 3 and pstats["prompts_without_correct"] == 1
+    assert info["dpo"]["rows"] == 6 and info["dpo"]["steps"] > 0  # recorded in the manifest
+    assert model_1 == str(out / "model") and (out / "sft_model" / "config.json").exists()
     sft_w, dpo_w = load_file(out / "sft_model/model.safetensors"), load_file(out / "model/model.safetensors")
     assert any(not (sft_w[k] == dpo_w[k]).all() for k in sft_w)  # DPO changed the SFT model
-    pairs = read_jsonl(out / "pairs.jsonl")
-    assert {(r["chosen"], r["rejected_reason"]) for r in pairs} == {("#### 4", "wrong"), ("#### 4", "unparseable")}
-    assert all(r["verifier"] == probs[0].task and r["chosen_model"] == "seed" and r["iteration"] == 1 for r in pairs)
+    rows = read_jsonl(root / "iter-001/pairs/pairs.jsonl")
+    assert {(r["chosen"], r["rejected_reason"]) for r in rows} == {("#### 4", "wrong"), ("#### 4", "unparseable")}
+    assert all(r["verifier"] == probs[0].task and r["chosen_model"] == "seed" and r["iteration"] == 1 for r in rows)
 
-    # Iteration 2: only wrong samples, so no pairs: DPO is skipped and recorded as such.
-    write_jsonl(loop.rd.root / "iter-002/verify/verified.jsonl", [r for r in verified if not r["verdict"]["correct"]])
-    write_jsonl(loop.rd.root / "iter-002/select/sft.jsonl", [])
-    info = loop._stage(2, "train", lambda out: loop.stage_train(2, out))
-    assert info["dpo"] == {"skipped": "no pairs"} and info["pairs"]["pairs"] == 0 and info["steps"] == 0
-    assert (loop.rd.root / "iter-002/train/model/config.json").exists()
-    assert not (loop.rd.root / "iter-002/train/sft_model").exists()
+    info = driver.rd.stage_info("iter-002/train")
+    assert info["dpo"] == {"skipped": "no pairs"} and driver.rd.stage_info("iter-002/pairs")["pairs"] == 0
+    assert info["sft"]["steps"] == 0 and "skipped" in info["sft"]
+    assert (root / "iter-002/train/model/config.json").exists()
+    assert not (root / "iter-002/train/sft_model").exists()
+
+
+def test_dpo_alone(tiny_model, tmp_path):
+    """train.sft.enabled: false: the train stage runs DPO only, from the starting model, on the pairs stage's pairs."""
+    from safetensors.torch import load_file
+
+    from starloop.loop.driver import Driver
+    from starloop.loop.runtime.context import RunContext
+    from starloop.loop.runtime.fileio import write_jsonl
+    from starloop.loop.stages import pairs, train
+
+    cfg = load_config(None, [f"model.path={tiny_model}", "train.sft.enabled=false", "train.dpo.enabled=true",
+                             "train.dpo.per_device_train_batch_size=2", "train.dpo.max_steps=2",
+                             "train.dpo.max_length=64", "train.dpo.gradient_checkpointing=false",
+                             "train.dpo.learning_rate=0.01", "runtime.progress=false",
+                             "data.train.options={split: train, levels: [2], per_level: 4}",
+                             "data.eval.options={split: eval, levels: [2], per_level: 2}"])
+    driver = Driver(cfg, tmp_path / "run")
+    driver.rd.init(cfg)
+    with RunContext.open(cfg, driver.rd) as ctx:
+        verified = [_sample_row(p.id, prompt, text, reason, i) for p, prompt in
+                    zip(ctx.train_problems, ctx.prompts(ctx.train_problems), strict=True)
+                    for i, (text, reason) in enumerate([("#### 4", "ok"), ("#### 5", "wrong")])]
+        write_jsonl(driver.rd.root / "iter-001/verify/verified.jsonl", verified)
+        driver.run_stage(ctx, 1, pairs.STAGE)
+        driver.run_stage(ctx, 1, train.STAGE)
+    info = driver.rd.stage_info("iter-001/train")
+    assert "sft" not in info and info["dpo"]["steps"] == 2 and info["dpo"]["rows"] == 4
+    out = driver.rd.root / "iter-001/train"
+    assert not (out / "sft_model").exists()
+    base, trained = load_file(f"{tiny_model}/model.safetensors"), load_file(out / "model/model.safetensors")
+    assert any(not (base[k] == trained[k]).all() for k in base)
 
 
 @register_verifier("parity-test", version="0")
@@ -260,11 +317,11 @@ def _parity(completion, problem, *, finish_reason=None, config=None):
 
 
 def test_loop_iteration_with_dpo(tmp_path, tiny_overrides):
-    """A whole iteration with train.dpo: sample, verify, select, SFT, pairs, DPO, evaluate. The demo's tiny seed
-    model rarely solves a problem, so a verifier registered here judges by length parity: pairs surely exist."""
+    """A whole iteration with DPO: sample, verify, select, pairs, SFT, DPO, evaluate. The demo's tiny seed model
+    rarely solves a problem, so a verifier registered here judges by length parity: pairs surely exist."""
     from starloop.loop.config import DatasetConfig
-    from starloop.loop.io import write_jsonl
-    from starloop.loop.run import Loop
+    from starloop.loop.driver import Driver
+    from starloop.loop.runtime.fileio import write_jsonl
     from starloop.loop.tasks import load_problems
 
     for split, n in (("train", 12), ("eval", 4)):
@@ -273,25 +330,26 @@ def test_loop_iteration_with_dpo(tmp_path, tiny_overrides):
     cfg = load_config(None, [
         *tiny_overrides, "sampling.backend=transformers", "sampling.n=4", "rationalize.enabled=false",
         *(f"data.{s}={{source: jsonl, path: {tmp_path / (s + '.jsonl')}, task: parity-test}}" for s in ("train", "eval")),
-        "train.dpo=true", "train.dpo_loss_type=[sigmoid, sft]", "train.dpo_lr=0.0001", "train.keep_sft_model=false",
+        "train.dpo.enabled=true", "train.dpo.loss_type=[sigmoid, sft]", "train.dpo.learning_rate=0.0001",
+        "train.dpo.per_device_train_batch_size=8", "train.dpo.num_train_epochs=1", "train.dpo.gradient_checkpointing=false",
+        "train.keep_sft_model=false",
     ])
-    loop = Loop(cfg, tmp_path / "run")
-    metrics = loop.run()
-    release_sampler()
+    driver = Driver(cfg, tmp_path / "run")
+    metrics = driver.run()
     assert [m["iteration"] for m in metrics] == [0, 1]
-    info = loop.rd.stage_info("iter-001/train")
-    assert info["rows"] > 0 and info["steps"] > 0  # SFT ran
-    assert info["pairs"]["pairs"] > 0 and info["dpo"]["steps"] > 0  # then DPO
+    info = driver.rd.stage_info("iter-001/train")
+    assert info["sft"]["rows"] > 0 and info["sft"]["steps"] > 0  # SFT ran
+    assert driver.rd.stage_info("iter-001/pairs")["pairs"] > 0 and info["dpo"]["steps"] > 0  # then DPO
     assert info["dpo"]["loss_type"] == ["sigmoid", "sft"]
-    out = loop.rd.root / "iter-001/train"
+    out = driver.rd.root / "iter-001/train"
     assert (out / "model/config.json").exists() and not (out / "sft_model").exists()
-    assert loop.rd.stage_info("iter-001/evaluate")["pass@1"] is not None
+    assert driver.rd.stage_info("iter-001/evaluate")["pass@1"] is not None
 
 
 def test_sft_rows_longer_than_max_length_are_dropped_or_refused(tiny_model, tmp_path):
     long_row = {"prompt": "x" * 200, "completion": "y"}
-    with pytest.raises(ValueError, match="train.max_length"):
-        train_sft(tiny_model, [long_row] * 4, TrainConfig(max_length=64, max_steps=1, batch_size=2), tmp_path / "a")
-    stats = train_sft(tiny_model, [long_row, {"prompt": "Q: 1+1\nA: ", "completion": "2"}] * 2,
-                      TrainConfig(max_length=64, max_steps=1, batch_size=2), tmp_path / "b")
+    cfg = _cfg(sft={"max_length": 64, "max_steps": 1, "per_device_train_batch_size": 2})
+    with pytest.raises(ValueError, match=r"train\.sft\.max_length"):
+        train_sft(tiny_model, [long_row] * 4, cfg, tmp_path / "a")
+    stats = train_sft(tiny_model, [long_row, {"prompt": "Q: 1+1\nA: ", "completion": "2"}] * 2, cfg, tmp_path / "b")
     assert stats["steps"] == 1 and (tmp_path / "b/model/config.json").exists()

@@ -5,6 +5,7 @@ runs against unit tests in the sandbox). Add your own with :func:`register_verif
 separate package through the ``starloop.verifiers`` entry-point group.
 """
 
+from starloop.verifiers.records import REASONS, Problem, Verdict
 from starloop.verifiers.registry import (
     VerifierSpec,
     VerifyItem,
@@ -14,7 +15,6 @@ from starloop.verifiers.registry import (
     verify_batch,
     verify_one,
 )
-from starloop.verifiers.types import REASONS, Problem, Verdict
 
 __all__ = [
     "REASONS",

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from starloop.sandbox import ExecResult, Limits, Program, default_pool
+from starloop.verifiers.records import Problem, Verdict
 from starloop.verifiers.registry import VerifyItem, register_verifier
-from starloop.verifiers.types import Problem, Verdict
 
 __all__ = ["CodeConfig", "extract_code", "verify_code", "verify_code_batch"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from starloop.verifiers.types import Problem, Verdict
+from starloop.verifiers.records import Problem, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -122,24 +122,31 @@ def list_verifiers() -> list[VerifierSpec]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
+def _stamp(spec: VerifierSpec, verdict: Verdict) -> Verdict:
+    return dataclasses.replace(verdict, verifier=spec.name, verifier_version=spec.version)
+
+
 def verify_one(
     name: str, completion: str, problem: Problem, *, finish_reason: str | None = None, options: dict | None = None
 ) -> Verdict:
+    """Judge one completion with verifier ``name``; the verdict names the verifier and its version."""
     spec = get_verifier(name)
-    return spec.fn(completion, problem, finish_reason=finish_reason, config=spec.make_config(options))
+    return _stamp(spec, spec.fn(completion, problem, finish_reason=finish_reason, config=spec.make_config(options)))
 
 
 def verify_batch(
     name: str, items: Sequence[VerifyItem], *, options: dict | None = None, workers: int = 1
 ) -> list[Verdict]:
-    """Judge ``items`` with verifier ``name``; results are in input order."""
+    """Judge ``items`` with verifier ``name``; results are in input order, each naming the verifier
+    and its version."""
     spec = get_verifier(name)
     config = spec.make_config(options)
     if spec.batch_fn is not None:
-        return spec.batch_fn(items, config, workers)
-    if workers <= 1:
-        return [spec.fn(it.completion, it.problem, finish_reason=it.finish_reason, config=config) for it in items]
-    with ThreadPoolExecutor(workers) as ex:
-        return list(
-            ex.map(lambda it: spec.fn(it.completion, it.problem, finish_reason=it.finish_reason, config=config), items)
-        )
+        verdicts = spec.batch_fn(items, config, workers)
+    elif workers <= 1:
+        verdicts = [spec.fn(it.completion, it.problem, finish_reason=it.finish_reason, config=config) for it in items]
+    else:
+        with ThreadPoolExecutor(workers) as ex:
+            verdicts = list(ex.map(
+                lambda it: spec.fn(it.completion, it.problem, finish_reason=it.finish_reason, config=config), items))
+    return [_stamp(spec, v) for v in verdicts]

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from starloop.verifiers.records import Problem
 from starloop.verifiers.registry import VerifyItem, get_verifier, verify_batch
-from starloop.verifiers.types import Problem
 
 RewardFunc = Callable[..., list[float]]
 

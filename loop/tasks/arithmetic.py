@@ -1,12 +1,8 @@
 """The built-in demo task: multi-step integer arithmetic with worked rationales.
 
-A problem is a chain like ``23+45-12+30``; its level is the number of operands. The worked
-rationale rewrites the chain one operation at a time, left to right::
-
-    =68-12+30
-    =56+30
-    =86
-    #### 86
+A problem is a chain like ``23+45-12+30``; its level is the number of operands; its worked
+solution (``meta["solution"]``) rewrites the chain one operation at a time and is what the
+``arithmetic`` verifier (``starloop.verifiers.arithmetic``) checks step by step.
 
 Everything is generated deterministically from ``(split, seed)``. Splits are disjoint by
 construction: every expression is assigned to exactly one split by a hash of its text, so the
@@ -18,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from starloop.loop.config import ConfigError, DatasetConfig, build
-from starloop.loop.tasks import register_adapter
-from starloop.verifiers.registry import register_verifier
-from starloop.verifiers.types import Problem, Verdict
+from starloop.loop.tasks.registry import register_adapter
+from starloop.verifiers.arithmetic import evaluate_chain, rationale, render
+from starloop.verifiers.records import Problem
 
 SPLITS = ("train", "eval", "seed")
 
@@ -60,26 +55,6 @@ def split_of(expr: str, eval_share: float, seed_share: float) -> str:
     """The split an expression belongs to: a pure function of its text."""
     h = int.from_bytes(hashlib.sha256(expr.encode()).digest()[:8], "big") / 2**64
     return "eval" if h < eval_share else "seed" if h < eval_share + seed_share else "train"
-
-
-def evaluate_chain(operands: list[int], ops: list[str]) -> list[int]:
-    """Running results after each operation."""
-    acc, out = operands[0], []
-    for op, x in zip(ops, operands[1:], strict=True):
-        acc = acc + x if op == "+" else acc - x if op == "-" else acc * x
-        out.append(acc)
-    return out
-
-
-def render(operands: list[int], ops: list[str]) -> str:
-    return str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(ops, operands[1:], strict=True))
-
-
-def rationale(operands: list[int], ops: list[str]) -> str:
-    """The worked solution: the chain rewritten one operation at a time, then ``#### answer``."""
-    results = evaluate_chain(operands, ops)
-    lines = [f"={render([r, *operands[k + 2:]], ops[k + 1:])}" for k, r in enumerate(results)]
-    return "\n".join(lines) + f"\n#### {results[-1]}"
 
 
 def _random_chain(rng: random.Random, n: int, o: ArithmeticOptions) -> tuple[list[int], list[str]]:
@@ -132,45 +107,6 @@ def generate(o: ArithmeticOptions, seed: int, *, at_most: bool = False) -> list[
     return rows
 
 
-_CHAIN = re.compile(r"^(-?\d+)((?:[-+*]\d+)*)$")
-
-
-def parse_chain(text: str) -> tuple[list[int], list[str]] | None:
-    """Operands and operators of a chain like ``23+45-12``; None if ``text`` is not one."""
-    m = _CHAIN.match(text)
-    if m is None:
-        return None
-    tail = re.findall(r"([-+*])(\d+)", m.group(2))
-    return [int(m.group(1)), *(int(x) for _, x in tail)], [op for op, _ in tail]
-
-
-@register_verifier("arithmetic", version="1", answer_format="Rewrite the chain one operation at a time, then '#### answer'.")
-def verify_steps(completion: str, problem: Problem, *, finish_reason: str | None = None, config: Any = None) -> Verdict:
-    """Every line must be the previous chain with its first operation done, and the last line
-    ``#### x`` with x the gold answer: the reasoning is checked, not only the answer."""
-    lines = [line.strip() for line in completion.strip().splitlines() if line.strip()]
-    final = lines[-1] if lines else ""
-    if not final.startswith("####"):
-        return Verdict.fail("truncated" if finish_reason == "length" else "unparseable")
-    got = final[4:].strip()
-    chain = parse_chain(problem.prompt.strip())
-    if chain is None:
-        raise ValueError(f"problem {problem.id}: prompt {problem.prompt!r} is not an arithmetic chain")
-    for k, line in enumerate(lines[:-1], start=1):
-        operands, ops = chain
-        if not ops:
-            return Verdict.fail("wrong", got, f"line {k}: the chain was already done")
-        step = render([evaluate_chain(operands[:2], ops[:1])[0], *operands[2:]], ops[1:])
-        if line != "=" + step:
-            return Verdict.fail("wrong", got, f"line {k}: expected ={step}, got {line}")
-        chain = parse_chain(step)
-    if chain[1]:
-        return Verdict.fail("wrong", got, "the chain was not finished")
-    if got != str(chain[0][0]) or got != str(problem.answer):
-        return Verdict.fail("wrong", got, f"answer {got}, chain ends at {chain[0][0]}")
-    return Verdict.ok(got)
-
-
 def options_from(cfg: DatasetConfig) -> ArithmeticOptions:
     return build(ArithmeticOptions, dict(cfg.options), prefix=f"data.{cfg.source}.options.")
 
@@ -180,7 +116,8 @@ def arithmetic(cfg: DatasetConfig, seed: int) -> list[Problem]:
     o = options_from(cfg)
     rows = generate(o, seed)
     return [
-        Problem(id=r["id"], task="arithmetic" if o.check_steps else "math", prompt=r["expr"], answer=r["answer"],
-                meta={"level": r["level"]})
+        Problem(id=r["id"], task=cfg.task or ("arithmetic" if o.check_steps else "math"), prompt=r["expr"],
+                answer=r["answer"],
+                meta={"level": r["level"], "solution": r["rationale"]})
         for r in rows
     ]

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import ConfigError, DatasetConfig, build
-from starloop.loop.io import InputError
-from starloop.loop.tasks import load_problems, register_adapter
-from starloop.verifiers.types import Problem
+from starloop.loop.errors import InputError
+from starloop.loop.tasks.registry import load_problems, register_adapter
+from starloop.verifiers.records import Problem
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _SLICE = re.compile(r"^(?P<base>[^\[\]]+)(?:\[(?P<start>-?\d*%?):(?P<stop>-?\d*%?)\])?$")
@@ -73,7 +73,7 @@ def load_rows(cfg: DatasetConfig, options: LoadOptions | None = None) -> list[di
 
     Each row gets ``_index``: its position in the whole (unsliced) split.
     """
-    import datasets
+    import datasets  # heavy: deferred until a dataset is read
 
     if not cfg.path:
         raise ConfigError(f"data source {cfg.source!r} needs a path (a local file or directory, or a Hub id)")
@@ -192,3 +192,28 @@ def mixed(cfg: DatasetConfig, seed: int) -> list[Problem]:
     for part in cfg.parts:
         problems += load_problems(part, seed)
     return problems
+
+
+GENERIC_SOURCES = ("jsonl", "parquet", "hub", "file")
+
+
+def load_solutions(cfg: DatasetConfig, seed: int = 0) -> list[Problem]:
+    """Problems with a gold worked solution in ``meta["solution"]``, for ``data.real``.
+
+    A generic source gives its ``prompt`` / ``completion`` columns (``fields`` maps other names);
+    any other adapter its own problems, which must carry a solution (arithmetic, gsm8k, math, mbpp do).
+    """
+    if cfg.source not in GENERIC_SOURCES:
+        problems = load_problems(cfg, seed)
+        for p in problems:
+            if not p.meta.get("solution"):
+                raise InputError(f"{_where(cfg)}: problem {p.id!r} has no worked solution to train on; data.real "
+                                 f"needs one per problem (or a file with prompt / completion columns)")
+        return problems
+    fields = {"prompt": "prompt", "completion": "completion", **cfg.fields}
+    out = []
+    for i, row in enumerate(load_rows(cfg)):
+        require(row, [fields["prompt"], fields["completion"]], cfg, "real data: prompt / completion")
+        out.append(Problem(id=f"real-{i}", task=cfg.task or "math", prompt=str(row[fields["prompt"]]),
+                           meta={"solution": str(row[fields["completion"]])}))
+    return out

@@ -8,10 +8,10 @@ solution is kept in ``meta["solution"]``. Problems are judged by the ``math`` ve
 from __future__ import annotations
 
 from starloop.loop.config import DatasetConfig
-from starloop.loop.io import InputError
-from starloop.loop.tasks import register_adapter
+from starloop.loop.errors import InputError
 from starloop.loop.tasks.generic import LoadOptions, load_rows, parse_options, require, split_name
-from starloop.verifiers.types import Problem
+from starloop.loop.tasks.registry import register_adapter
+from starloop.verifiers.records import Problem
 
 
 def gold_answer(solution: str) -> str | None:

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 
 from starloop.loop.config import DatasetConfig
-from starloop.loop.tasks import register_adapter
 from starloop.loop.tasks.generic import LoadOptions, load_rows, parse_options, require
-from starloop.verifiers.types import Problem
+from starloop.loop.tasks.registry import register_adapter
+from starloop.verifiers.records import Problem
 
 _IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$", re.M)
 

@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass, field
 
 from starloop.loop.config import DatasetConfig
-from starloop.loop.io import InputError
-from starloop.loop.tasks import register_adapter
+from starloop.loop.errors import InputError
 from starloop.loop.tasks.generic import LoadOptions, load_rows, parse_options, require, split_name
-from starloop.verifiers.types import Problem
+from starloop.loop.tasks.registry import register_adapter
+from starloop.verifiers.records import Problem
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*(\{)|\\boxed\s+([^\s$]+)")
 

@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass
 
 from starloop.loop.config import DatasetConfig
-from starloop.loop.io import InputError
-from starloop.loop.tasks import register_adapter
+from starloop.loop.errors import InputError
 from starloop.loop.tasks.generic import LoadOptions, first_present, load_rows, parse_options, require
-from starloop.verifiers.types import Problem
+from starloop.loop.tasks.registry import register_adapter
+from starloop.verifiers.records import Problem
 
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\s*\(")
 _BUILTINS = set(dir(builtins))

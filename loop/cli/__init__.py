@@ -1,0 +1,1 @@
+"""The ``starloop`` command: one parser (``main``), one module per command."""

@@ -1,0 +1,295 @@
+"""The experiment config's sections: one dataclass each, with what every key means.
+
+Two kinds of section. Most are starloop's own: every key is a field below. ``train.sft``,
+``train.dpo`` and ``train.lora`` are *open* sections (:class:`OpenSection`): besides
+``enabled`` they take any field of TRL's ``SFTConfig`` / ``DPOConfig`` or PEFT's ``LoraConfig``
+by that library's own name (``learning_rate``, ``per_device_train_batch_size``, ``loss_type``,
+``lora_alpha`` ...), checked against that dataclass before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+
+@dataclass
+class DatasetConfig:
+    """Where problems come from: a task adapter (``source``) and its arguments."""
+
+    source: str = "arithmetic"
+    """Adapter name: arithmetic (built-in demo task), jsonl / parquet / hub / file (generic, with ``fields``),
+    gsm8k, math, math500, mbpp, humaneval, or mixed (the union of ``parts``)."""
+    path: str | None = None
+    """Local file (.jsonl/.json/.parquet/.csv), ``save_to_disk`` directory, data directory, or Hub id."""
+    split: str | None = None
+    """Split name, with optional Hugging Face slicing: ``train``, ``test[:500]``, ``train[10%:]``."""
+    limit: int | None = None
+    task: str | None = None
+    """Verifier name for every problem; overrides the adapter's default (gsm8k/math: math, mbpp/humaneval: code)."""
+    fields: dict[str, str] = field(default_factory=dict)
+    """Field mapping for the generic adapter: {id, prompt, answer, tests, task, completion} -> column name."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Adapter-specific options (arithmetic: levels, counts; Hub datasets: ``name`` (config, or a list of
+    configs to concatenate) and ``revision``; see each adapter in loop/tasks/)."""
+    parts: list[DatasetConfig] = field(default_factory=list)
+    """For ``source: mixed``: the datasets whose problems are pooled (e.g. math and code problems in one
+    loop; each problem's task picks its verifier)."""
+
+
+@dataclass
+class DataConfig:
+    train: DatasetConfig = field(default_factory=DatasetConfig)
+    eval: DatasetConfig = field(default_factory=lambda: DatasetConfig(options={"split": "eval"}))
+    real: DatasetConfig | None = None
+    """Optional real (human / gold) SFT data mixed into every iteration's SFT set: a generic file with
+    ``prompt`` / ``completion`` columns (``fields`` maps other names), or any task adapter whose
+    problems carry a worked solution (``meta.solution``: arithmetic, gsm8k, math, mbpp)."""
+
+
+@dataclass
+class ModelConfig:
+    path: str = "builtin:arithmetic"
+    """A Hugging Face model directory or Hub id; ``builtin:NAME`` builds a registered built-in model
+    (``builtin:arithmetic``: the demo's seed model)."""
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    builtin_options: dict[str, Any] = field(default_factory=dict)
+    """Options of a built-in model (``builtin:arithmetic``: see loop/demo/seed_model.py)."""
+
+
+@dataclass
+class PromptConfig:
+    system: str | None = None
+    chat_template: bool = True
+    """Use the tokenizer's chat template (when it has one); otherwise the prompt text is used as is."""
+    answer_format: bool = True
+    """Append the verifier's answer-format instruction to each prompt."""
+    fewshot: list[dict[str, str]] = field(default_factory=list)
+    """Exemplars as {prompt, completion} pairs, rendered as earlier chat turns."""
+
+
+@dataclass
+class SamplingConfig:
+    backend: Literal["vllm", "transformers"] = "vllm"
+    problems_per_iteration: int | None = None
+    """Sample this many problems of the train pool per iteration (fresh random subset); None = all."""
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: list[str] = field(default_factory=list)
+    batch_size: int = 64
+    """Prompts per generate call (transformers backend)."""
+    gpu_memory_utilization: float = 0.5
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    """Number of sampler replicas, each over a shard of the problems."""
+    enforce_eager: bool = True
+    max_model_len: int | None = None
+
+
+@dataclass
+class VerifyConfig:
+    workers: int = 2
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-verifier options, e.g. {math: {timeout: 5}}; checked against that verifier's config."""
+
+
+@dataclass
+class RationalizeConfig:
+    enabled: bool = True
+    n: int = 4
+    hint_template: str = "{prompt} (Hint: the answer is {answer}.)"
+    """How the gold answer is shown; rationales are stored under the original hint-free prompt."""
+    reject_restated_hint: bool = True
+    """Reject a rationale whose reasoning is little more than the hinted answer."""
+
+
+@dataclass
+class SelectConfig:
+    max_per_problem: int = 4
+    dedup: Literal["none", "exact", "near"] = "exact"
+    """exact: whitespace-normalized text; near: exact, then word 3-gram Jaccard >= near_dup_threshold."""
+    near_dup_threshold: float = 0.9
+    """Jaccard similarity of word 3-gram sets (exact, per problem) at or above which two traces are near duplicates."""
+    include_unverified: bool = False
+    """Ablation only: select samples without looking at verdicts, i.e. no filtering at all (wrong,
+    unparseable and truncated samples are selected too); cap and dedup still apply."""
+    real_fraction: float = 0.0
+    """Fraction of the SFT set drawn from data.real (gold data) each iteration."""
+    replay_fraction: float = 0.0
+    """Fraction of the SFT set drawn from earlier iterations' SFT sets."""
+    selfgen: bool = True
+    """Use self-generated traces at all (False = the matched seed-data-only control)."""
+
+
+@dataclass
+class PairsConfig:
+    """How the pairs stage turns verified samples into DPO preference pairs (see stages/pairs.py)."""
+
+    strategy: Literal["random", "hardest", "length_matched"] = "random"
+    """random; hardest (highest verifier score of the rejected, then most similar to the chosen);
+    length_matched (smallest length difference)."""
+    per_prompt: int = 2
+    exclude_truncated: bool = True
+    """Never use a truncated completion as the rejected one (a truncated completion is not a wrong one)."""
+
+
+@dataclass
+class OpenSection:
+    """A section that takes any field of a library's config dataclass, by the library's own name.
+
+    ``args`` holds those fields as written (the YAML and ``config.yaml`` show them flat, beside
+    ``enabled``). :meth:`target` is the dataclass they are checked against; ``RESERVED`` names the
+    fields starloop sets itself, with where to set them instead, or why.
+    """
+
+    enabled: bool = False
+    args: dict[str, Any] = field(default_factory=dict)
+    RESERVED: ClassVar[dict[str, str]] = {}
+
+    @staticmethod
+    def target() -> type:
+        raise NotImplementedError
+
+
+_TRAINER_RESERVED = {
+    "output_dir": "starloop sets it (the stage's folder)",
+    "deepspeed": "set train.launch.deepspeed (it applies to SFT and DPO alike)",
+}
+
+
+@dataclass
+class SFTSection(OpenSection):
+    """TRL ``SFTConfig`` fields. starloop sets ``output_dir``, ``completion_only_loss`` (the loss is on the
+    completion), ``deepspeed`` (from ``train.launch``), and on a machine without CUDA ``bf16: false`` and
+    ``use_cpu``; it defaults ``save_strategy`` to ``no`` (the stage saves the final model; a partial stage is
+    discarded on resume) and ``report_to`` to ``runtime.report_to``. Everything else is TRL's default."""
+
+    enabled: bool = True
+    RESERVED: ClassVar[dict[str, str]] = {
+        **_TRAINER_RESERVED,
+        "completion_only_loss": "starloop trains on the completion only (verified traces, not prompts)",
+    }
+
+    @staticmethod
+    def target() -> type:
+        from trl import SFTConfig  # heavy: imported only when a train section is validated or run
+
+        return SFTConfig
+
+
+@dataclass
+class DPOSection(OpenSection):
+    """TRL ``DPOConfig`` fields (``beta``, ``loss_type``: ``[sigmoid, sft]`` is DPO + NLL as in Iterative
+    RPO, ``loss_weights``, ``learning_rate``...), on the pairs stage's preference pairs. Set by starloop
+    as for ``train.sft``."""
+
+    enabled: bool = False
+    RESERVED: ClassVar[dict[str, str]] = dict(_TRAINER_RESERVED)
+
+    @staticmethod
+    def target() -> type:
+        from trl import DPOConfig  # heavy: imported only when a train section is validated or run
+
+        return DPOConfig
+
+
+@dataclass
+class LoraSection(OpenSection):
+    """PEFT ``LoraConfig`` fields (``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``...); with
+    ``enabled`` the trainers train a LoRA adapter, merged into the saved checkpoint."""
+
+    RESERVED: ClassVar[dict[str, str]] = {"task_type": "starloop trains causal language models (CAUSAL_LM)"}
+
+    @staticmethod
+    def target() -> type:
+        from peft import LoraConfig  # heavy: imported only when a train section is validated or run
+
+        return LoraConfig
+
+
+@dataclass
+class LaunchConfig:
+    """How the training phase is started (see runtime/launch.py)."""
+
+    launcher: Literal["inprocess", "subprocess", "accelerate", "torchrun"] = "inprocess"
+    num_processes: int = 1
+    """Training processes per machine (one per GPU)."""
+    num_machines: int = 1
+    accelerate_config: str | None = None
+    """An accelerate config file (``configs/accelerate/*.yaml`` names a shipped one)."""
+    deepspeed: str | None = None
+    """A DeepSpeed config file (``configs/deepspeed/*.json`` names a shipped one), for any launcher."""
+
+
+@dataclass
+class TrainConfig:
+    init: Literal["base", "previous"] = "previous"
+    """Start each iteration from the base model (as STaR does) or from the previous checkpoint."""
+    keep_sft_model: bool = True
+    """With SFT then DPO: keep the SFT checkpoint as ``train/sft_model`` (false deletes it once DPO is done)."""
+    sft: SFTSection = field(default_factory=SFTSection)
+    dpo: DPOSection = field(default_factory=DPOSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+
+
+@dataclass
+class EvalConfig:
+    n: int = 8
+    """Samples per problem for pass@k / maj@k."""
+    k: list[int] = field(default_factory=lambda: [1, 4, 8])
+    temperature: float = 0.8
+    greedy: bool = True
+    """Also decode greedily for pass@1."""
+    max_tokens: int | None = None
+    """Defaults to sampling.max_tokens."""
+
+
+@dataclass
+class RuntimeConfig:
+    stage_processes: Literal["auto", "yes", "no"] = "auto"
+    """Run heavy stages (sample, train, evaluate) in child processes so accelerator memory is released
+    between phases; auto = yes when a GPU is present."""
+    progress: bool = True
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers for the per-iteration metrics (tensorboard, wandb); also the trainers'
+    ``report_to`` unless train.sft / train.dpo set their own."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "demo"
+    seed: int = 0
+    iterations: int = 3
+    runs_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+
+def to_plain(obj: Any) -> Any:
+    """A config as plain data, open sections flat (``{enabled, **args}``), as YAML shows it."""
+    if isinstance(obj, OpenSection):
+        return {"enabled": obj.enabled, **to_plain(obj.args)}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    return obj

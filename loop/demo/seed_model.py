@@ -1,0 +1,116 @@
+"""The demo's seed model, ``builtin:arithmetic``: a character-level tokenizer and a small Llama
+trained from scratch on worked arithmetic rationales (the "human-written seeds" of STaR),
+built once and cached.
+
+The build is deterministic in its options and seed; the cache key is a hash of both, so a
+changed option builds a new model instead of silently reusing an old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starloop.loop.config import PromptConfig, RationalizeConfig, SFTSection, TrainConfig, build
+from starloop.loop.demo.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
+from starloop.loop.runtime.models import register_builtin_model
+from starloop.loop.runtime.prompts import render_prompt
+from starloop.loop.runtime.trainers import train_sft
+from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeedModelOptions:
+    seed_levels: dict[str, int] = field(default_factory=lambda: {"2": 1500, "3": 1500, "4": 100})
+    """Worked examples per level (number of operands)."""
+    max_operand: int = 99
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    epochs: float = 3.0
+    lr: float = 2e-3
+    batch_size: int = 64
+    max_length: int = 160
+    hinted_fraction: float = 0.0
+    """Share of seed rationales also shown with the answer hint in the prompt (``hint_template``), so
+    the model knows the hinted prompt format that STaR rationalization uses; always stored with
+    the full worked rationale, never with the answer alone."""
+    hint_template: str = RationalizeConfig.hint_template
+    """Must match ``rationalize.hint_template`` of the runs that use this model."""
+    seed: int | None = None
+    """Seed of the build (which seed problems, initial weights, data order); None = the run's seed.
+    Fixing it makes the seed model a fixed starting point, like a pretrained base model, that
+    runs with different seeds start from."""
+
+
+def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
+    """Worked rationales {expr, answer, level, rationale} of the seed split."""
+    rows = []
+    for level, count in sorted(opts.seed_levels.items(), key=lambda kv: int(kv[0])):
+        o = ArithmeticOptions(split="seed", levels=[int(level)], per_level=count, max_operand=opts.max_operand)
+        got = generate(o, seed, at_most=True)
+        if len(got) < count:
+            log.warning("seed model: level %s has only %d distinct seed-split problems (asked for %d)", level,
+                        len(got), count)
+        rows += got
+    return rows
+
+
+def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """(hinted problem text, row) for a deterministic ``hinted_fraction`` of the seed rows."""
+    n = round(len(rows) * opts.hinted_fraction)
+    picked = random.Random(f"{seed}-hinted").sample(rows, n) if n else []
+    return [(opts.hint_template.format(prompt=r["expr"], answer=r["answer"]), r) for r in picked]
+
+
+def train_config(opts: SeedModelOptions, seed: int) -> TrainConfig:
+    """The seed model's SFT recipe, in TRL's names."""
+    return TrainConfig(sft=SFTSection(enabled=True, args={
+        "num_train_epochs": opts.epochs, "learning_rate": opts.lr, "per_device_train_batch_size": opts.batch_size,
+        "max_length": opts.max_length, "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "seed": seed,
+        "data_seed": seed, "logging_steps": 50, "gradient_checkpointing": False,
+    }))
+
+
+@register_builtin_model("arithmetic")
+def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_dir: str | Path, seed: int) -> Path:
+    """Path of the seed model for ``options``; trains and caches it on first use."""
+    opts = build(SeedModelOptions, dict(options), prefix="model.builtin_options.")
+    if opts.seed is not None:
+        seed = opts.seed
+    key_src = json.dumps({"opts": asdict(opts), "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
+    final = Path(cache_dir) / f"arithmetic-seed-{key}"
+    if (final / "model" / "config.json").exists():
+        log.info("seed model: cached at %s", final / "model")
+        return final / "model"
+    log.info("seed model: building %s (first use)", final)
+    rows = seed_rows(opts, seed)
+    tok = build_char_tokenizer([r["expr"] + r["rationale"] for r in rows])
+    spec = TinyModelSpec(hidden_size=opts.hidden_size, intermediate_size=opts.intermediate_size,
+                         num_hidden_layers=opts.num_hidden_layers, num_attention_heads=opts.num_attention_heads,
+                         num_key_value_heads=opts.num_attention_heads)
+    init_dir = final.with_name(final.name + ".init")
+    save_model(build_tiny_llama(tok, spec, seed), tok, init_dir)
+    sft = [{"prompt": render_prompt(tok, r["expr"], prompt_cfg), "completion": r["rationale"]} for r in rows]
+    sft += [{"prompt": render_prompt(tok, text, prompt_cfg), "completion": r["rationale"]}
+            for text, r in hinted_rows(opts, rows, seed)]
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    stats = train_sft(str(init_dir), sft, train_config(opts, seed), partial)
+    shutil.rmtree(partial / "trainer", ignore_errors=True)
+    (partial / "seed_build.json").write_text(json.dumps({"options": asdict(opts), "seed": seed, "train": stats},
+                                                        indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    shutil.rmtree(init_dir, ignore_errors=True)
+    return final / "model"

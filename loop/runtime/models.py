@@ -1,0 +1,68 @@
+"""Model paths: a Hugging Face directory or Hub id as given, or ``builtin:NAME``, a model that a
+registered builder makes (and caches) on first use, such as the demo's seed model.
+
+Built-in models register with :func:`register_builtin_model`; packages (the demo included)
+make theirs known through the ``starloop.models`` entry-point group, so the driver has no
+branch for any of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from starloop.loop.config import ConfigError, ModelConfig, PromptConfig
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "starloop.models"
+Builder = Callable[[dict[str, Any], PromptConfig, Path, int], Path]
+"""``(builtin_options, prompt config, cache dir, run seed) -> model directory``."""
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_builtin_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: ``builtin:<name>`` is the model this function builds."""
+
+    def deco(fn: Builder) -> Builder:
+        _BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def _builders() -> dict[str, Builder]:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _BUILDERS:
+            try:
+                ep.load()
+            except Exception as exc:  # a broken plugin must not hide the others
+                log.error("could not load built-in model %s (%s): %s", ep.name, ep.value, exc)
+    return _BUILDERS
+
+
+def cache_dir() -> Path:
+    """Where built-in models are cached (``STARLOOP_CACHE``, default ``~/.cache/starloop``)."""
+    return Path(os.environ.get("STARLOOP_CACHE", "~/.cache/starloop")).expanduser()
+
+
+def resolve_model(model: ModelConfig, prompt: PromptConfig, seed: int) -> str:
+    """The starting model's path; builds a ``builtin:`` model on first use."""
+    if not model.path.startswith("builtin:"):
+        return model.path
+    name = model.path.split(":", 1)[1]
+    builders = _builders()
+    if name not in builders:
+        raise ConfigError(f"model.path: unknown built-in model {model.path!r}; known: "
+                          f"{['builtin:' + n for n in sorted(builders)]}")
+    return str(builders[name](model.builtin_options, prompt, cache_dir(), seed))
+
+
+def load_tokenizer(model_path: str):
+    from transformers import AutoTokenizer  # heavy: deferred
+
+    return AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)

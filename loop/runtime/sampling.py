@@ -1,0 +1,110 @@
+"""The one sampling path: a :class:`SampleRequest` (model, problems, prompts, params) in,
+:class:`Sample` s out.
+
+Every sampling need goes through :meth:`Sampling.sample`: the loop's sample stage, STaR
+rationalization, evaluation, ``starloop sample`` and ``starloop eval``. It runs the configured
+backend in one of three places, with the same function (:func:`draw`) each time:
+
+- in this process, on an engine owned by the :class:`Sampling` object (a context manager) and
+  reused while the model stays the same: consecutive stages that sample one checkpoint
+  (evaluate after training, then the next iteration's sampling and rationalization) share one
+  engine instead of paying its start-up twice. On vLLM's CPU engine, whose random stream is
+  seeded once per engine, that reuse is also part of what makes a run reproducible;
+- in a fresh child process (``runtime.stage_processes``), so accelerator memory is free again
+  when the phase ends;
+- on ``sampling.data_parallel_size`` replicas, each a fresh process sampling a contiguous
+  shard of the problems (``starloop.loop.runtime.shards``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starloop.loop.config import SamplingConfig
+from starloop.loop.records import Sample, SampleRequest, sample_to_row, samples_from_generations
+from starloop.loop.runtime import shards
+from starloop.loop.runtime.fileio import write_jsonl
+from starloop.loop.runtime.processes import ChildJob, Executor, run_job
+from starloop.loop.runtime.rundir import Parts
+from starloop.loop.runtime.samplers import BACKENDS, Sampler, cuda_available
+
+log = logging.getLogger(__name__)
+
+
+def isolate_phases(stage_processes: str) -> bool:
+    """Whether heavy phases run in child processes: ``runtime.stage_processes`` (auto: on a GPU machine)."""
+    return stage_processes == "yes" or (stage_processes == "auto" and cuda_available())
+
+
+def draw(sampler: Sampler, request: SampleRequest, progress: bool = False) -> list[Sample]:
+    """Sample ``request`` on ``sampler``, in this process."""
+    return samples_from_generations(request, sampler.generate(request.prompts, request.params, progress=progress))
+
+
+def sample_here(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, progress: bool) -> list[Sample]:
+    """Sample ``request`` on a fresh engine in this process (what a child process runs)."""
+    sampler = BACKENDS[cfg.backend](request.model, cfg, engine_seed)
+    try:
+        return draw(sampler, request, progress)
+    finally:
+        sampler.close()
+
+
+def sample_shard(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, out: str) -> int:
+    """A replica's work: sample one shard and write its rows to ``out``; returns the row count."""
+    return write_jsonl(out, (sample_to_row(s) for s in sample_here(cfg, engine_seed, request, False)))
+
+
+class Sampling:
+    """Owns the sampler engine of a run (or of one command) and routes every request.
+
+    ``isolate`` runs each request in a fresh child process; ``data_parallel_size`` > 1 shards
+    it over replicas, whose finished shards are kept in ``parts(key)`` (the run directory's
+    shard folders in a run; a temporary folder otherwise).
+    """
+
+    def __init__(self, cfg: SamplingConfig, *, engine_seed: int, isolate: bool = False, progress: bool = False,
+                 parts: Callable[[Any], Parts] | None = None, executor: Executor | None = None,
+                 shard_fn: Callable[..., int] = sample_shard):
+        self.cfg, self.engine_seed, self.isolate, self.progress = cfg, engine_seed, isolate, progress
+        self.parts, self.executor, self.shard_fn = parts, executor, shard_fn
+        self._live: Sampler | None = None
+
+    def __enter__(self) -> Sampling:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def engine(self, model: str) -> Sampler:
+        """The live engine for ``model``: reused when it already runs that model, else replaced."""
+        if self._live is not None and self._live.model_path == str(model):
+            return self._live
+        self.release()
+        log.info("starting %s sampler on %s (seed %d)", self.cfg.backend, model, self.engine_seed)
+        self._live = BACKENDS[self.cfg.backend](str(model), self.cfg, self.engine_seed)
+        return self._live
+
+    def release(self) -> None:
+        """Close the live engine (before training, so the trainer gets the memory)."""
+        if self._live is not None:
+            self._live.close()
+            self._live = None
+
+    def sample(self, request: SampleRequest) -> list[Sample]:
+        if self.cfg.data_parallel_size > 1:
+            self.release()
+            key = shards.call_key(self.cfg, self.engine_seed, request, self.shard_fn)
+            parts = self.parts(key) if self.parts else Parts(tempfile.mkdtemp(prefix="starloop-shards-"))
+            return shards.sample_sharded(request, self.cfg, self.engine_seed, parts, self.shard_fn,
+                                         executor=self.executor)
+        if self.isolate:
+            self.release()
+            with tempfile.TemporaryDirectory(prefix="starloop-sample-") as tmp:
+                job = ChildJob(sample_here, (self.cfg, self.engine_seed, request, self.progress), Path(tmp), "sample")
+                return run_job(job, self.executor)
+        return draw(self.engine(request.model), request, self.progress)

@@ -1,0 +1,291 @@
+"""SymPy values of answer scalars, for :mod:`~starloop.verifiers.math.equivalence` and
+:mod:`~starloop.verifiers.math.sympy_equality` (worker side).
+
+- Parsing: :func:`to_sympy` reads one scalar's LaTeX with ``latex2sympy2_extended`` (the ANTLR
+  LaTeX grammar also used by Math-Verify) rather than SymPy's own ``parse_latex``: it reads
+  the notation models actually write (``\\frac94``-style shorthands once normalized,
+  ``\\sqrt[3]{x}``, ``\\sec^2 y``, ``\\binom``, matrices, ``\\left( \\right)``) and needs no
+  extra runtime, whereas SymPy's parser needs a pinned ``antlr4`` and rejects much of it.
+  Decimals are read as exact rationals (``10.5`` is ``21/2``) and mixed numbers as sums.
+  Numbers whose exact value would have more than ``MAX_DIGITS`` digits (power towers, huge
+  factorials) are not expanded: they raise :class:`TooLarge`. Results are cached per text.
+- Numbers: reading SymPy values back as floats / fractions at a chosen precision.
+- Relations and sets: ``a < x <= b`` read directly as an interval, set equality, and
+  inequalities in several variables compared in a normal form.
+
+Imports SymPy at module level: only the worker processes import this module.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+from typing import Any
+
+import sympy
+from latex2sympy2_extended.latex2sympy2 import latex2sympy
+
+MAX_DIGITS = 200_000
+MAX_FACTORIAL = 20_000
+_CACHE: dict[str, Any] = {}
+_CACHE_SIZE = 4096
+
+
+class TooLarge(Exception):  # noqa: N818 - a resource limit, reported as a verdict
+    """An exact value would be too large to compute."""
+
+
+class ParseFailure(Exception):  # noqa: N818
+    """A scalar could not be read as mathematics."""
+
+
+# --------------------------------------------------------------------------- parsing
+
+_PLAIN_FUNCS = re.compile(
+    r"(?<![\\A-Za-z])(sqrt|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|log|ln|exp|pi|infty)(?![A-Za-z])"
+)
+_DEC = re.compile(r"(?<![\d.])(\d*)\.(\d+)(?![\d.])")
+_MIXED = re.compile(r"(?<![\w.^_{}\\])(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}")
+_MIXED_SLASH = re.compile(r"(?<![\w.^_{}/])(\d+)\s+(\d+)\s*/\s*(\d+)(?![\w./])")
+
+
+def _prep(text: str) -> str:
+    """Rewrite a scalar so that latex2sympy reads it exactly."""
+    s = text
+    s = s.replace("**", "^")
+    s = _PLAIN_FUNCS.sub(r"\\\1", s)
+    s = re.sub(r"\\sqrt\s*\(([^()]*)\)", r"\\sqrt{\1}", s)
+
+    def mixed(m: re.Match[str]) -> str:
+        whole, num, den = m.group(1), m.group(2), m.group(3)
+        if int(num) >= int(den):
+            return m.group(0)
+        return f"({whole}+\\frac{{{num}}}{{{den}}})"
+
+    s = _MIXED.sub(mixed, s)
+    s = _MIXED_SLASH.sub(mixed, s)
+
+    def dec(m: re.Match[str]) -> str:
+        whole, frac = m.group(1) or "0", m.group(2)
+        if len(whole) + len(frac) > 400:
+            raise TooLarge("decimal literal too long")
+        out = f"\\frac{{{int(whole + frac)}}}{{1{'0' * len(frac)}}}"
+        before = s[: m.start()].rstrip()
+        return "{" + out + "}" if before.endswith(("^", "_")) else out
+
+    s = _DEC.sub(dec, s)
+    return s
+
+
+def _estimate_log10(e: Any, depth: int = 0) -> float | None:
+    """An upper bound on log10|e| for a numeric tree, or None when e is not a plain number."""
+    if depth > 60:
+        return None
+    if isinstance(e, sympy.Integer):
+        return math.log10(abs(int(e)) + 1)
+    if isinstance(e, sympy.Rational):
+        return math.log10(max(abs(e.p), abs(e.q)) + 1)
+    if isinstance(e, sympy.Pow):
+        base, exp = e.args
+        lb = _estimate_log10(base, depth + 1)
+        le = _estimate_log10(exp, depth + 1)
+        if lb is None or le is None:
+            return None
+        if le > 12:
+            if lb > 0.0 and not (isinstance(base, sympy.Integer) and abs(int(base)) <= 1):
+                raise TooLarge("power too large to evaluate exactly")
+            return None
+        try:
+            ev = abs(float(exp))
+        except (TypeError, ValueError):
+            return None
+        bound = ev * max(lb, 1.0)
+        if bound > MAX_DIGITS:
+            raise TooLarge("power too large to evaluate exactly")
+        return bound
+    if isinstance(e, sympy.factorial):
+        (arg,) = e.args
+        la = _estimate_log10(arg, depth + 1)
+        if la is None:
+            return None
+        if la > 6:
+            raise TooLarge("factorial too large to evaluate exactly")
+        try:
+            n = float(arg)
+        except (TypeError, ValueError):
+            return None
+        if n > MAX_FACTORIAL:
+            raise TooLarge("factorial too large to evaluate exactly")
+        return n * math.log10(max(n, 2.0))
+    if isinstance(e, (sympy.Add, sympy.Mul)):
+        total = 0.0
+        for a in e.args:
+            la = _estimate_log10(a, depth + 1)
+            if la is None:
+                la = 0.0
+            total += la + 1
+        if total > MAX_DIGITS:
+            raise TooLarge("number too large to evaluate exactly")
+        return total
+    for a in getattr(e, "args", ()):
+        _estimate_log10(a, depth + 1)
+    return None
+
+
+def to_sympy(text: str) -> Any:
+    """The SymPy value of one scalar (cached); ParseFailure or TooLarge otherwise."""
+    if text in _CACHE:
+        value = _CACHE[text]
+        if isinstance(value, Exception):
+            raise value
+        return value
+    try:
+        value = _to_sympy(text)
+    except (ParseFailure, TooLarge) as exc:
+        _remember(text, exc)
+        raise
+    _remember(text, value)
+    return value
+
+
+def _remember(text: str, value: Any) -> None:
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[text] = value
+
+
+def _to_sympy(text: str) -> Any:
+    prepped = _prep(text)
+    try:
+        expr = latex2sympy(prepped, normalization_config=None, is_real=True)
+    except RecursionError:
+        raise ParseFailure("expression nested too deeply") from None
+    except Exception as exc:  # the ANTLR grammar raises plain Exceptions
+        raise ParseFailure(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if not isinstance(expr, (sympy.Basic, sympy.MatrixBase)):
+        raise ParseFailure(f"not an expression: {type(expr).__name__}")
+    _estimate_log10(expr)
+    try:
+        expr = expr.doit()
+    except TooLarge:
+        raise
+    except Exception:  # unevaluable pieces (an Integral without antiderivative...) stay as they are
+        pass
+    if isinstance(expr, sympy.Basic):
+        imaginary = [s for s in expr.free_symbols if s.name == "i"]
+        if imaginary:
+            expr = expr.subs({s: sympy.I for s in imaginary})
+    return expr
+
+def clear_cache() -> None:
+    """Forget the parsed scalars (:func:`to_sympy` results)."""
+    _CACHE.clear()
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def digits_hint(*exprs: Any) -> int:
+    hint = 0
+    for e in exprs:
+        if isinstance(e, sympy.Basic):
+            for r in e.atoms(sympy.Rational):
+                hint = max(hint, len(str(abs(r.p))), len(str(r.q)))
+    return min(hint, 5000)
+
+
+def finite_number(v: Any) -> bool:
+    return (isinstance(v, sympy.Expr) and v.is_number and v.is_finite is not False
+            and not v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo))
+
+
+def to_fraction(v: Any, prec: int) -> Fraction | None:
+    try:
+        num = sympy.N(v, prec)
+        if not num.is_real:
+            return None
+        return Fraction(str(sympy.Float(num, prec)))
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+
+
+def is_real_value(v: Any) -> bool:
+    re_part, im_part = v.as_real_imag()
+    try:
+        return abs(complex(im_part)) <= 1e-25 * max(abs(complex(re_part)), 1.0)
+    except (TypeError, ValueError):
+        return False
+
+
+def abs_float(v: Any) -> float:
+    return abs(complex(v))
+
+
+def has_pi(e: Any) -> bool:
+    return isinstance(e, sympy.Basic) and e.has(sympy.pi)
+
+
+# --------------------------------------------------------------------------- relations and sets
+
+
+def unwrap_functions(e: Any) -> Any:
+    """``f(x) < 1`` -> a relation in a plain symbol standing for ``f(x)``."""
+    calls = [a for a in e.atoms(sympy.Function) if isinstance(a.func, sympy.core.function.UndefinedFunction)]
+    if not calls:
+        return e
+    return e.subs({c: sympy.Symbol(str(c).replace(" ", ""), real=True) for c in calls})
+
+
+def isolated_interval(rels: list[Any], x: Any) -> Any:
+    """``a < x <= b`` style relations read directly as an interval (no solving needed)."""
+    result = sympy.Interval(-sympy.oo, sympy.oo)
+    for r in rels:
+        if isinstance(r, sympy.Ne):
+            return None
+        if r.lhs == x and not r.rhs.free_symbols:
+            bound, x_left = r.rhs, True
+        elif r.rhs == x and not r.lhs.free_symbols:
+            bound, x_left = r.lhs, False
+        else:
+            return None
+        strict = isinstance(r, (sympy.StrictLessThan, sympy.StrictGreaterThan))
+        below = isinstance(r, (sympy.StrictLessThan, sympy.LessThan)) == x_left  # x below bound
+        piece = (sympy.Interval(-sympy.oo, bound, right_open=strict) if below
+                 else sympy.Interval(bound, sympy.oo, left_open=strict))
+        result = result.intersect(piece)
+    return result
+
+
+def sets_equal(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    try:
+        diff = a.symmetric_difference(b)
+        return diff == sympy.EmptySet or bool(diff.is_empty)
+    except Exception:
+        return False
+
+
+def normal_forms_eq(pr: list[Any], gr: list[Any]) -> bool:
+    """Several-variable inequalities: ``a < b`` as ``a - b < 0`` up to a positive factor."""
+    def norm(r: Any) -> tuple[str, Any]:
+        if isinstance(r, sympy.Ne):
+            return "!=", r.lhs - r.rhs
+        if isinstance(r, (sympy.StrictGreaterThan, sympy.GreaterThan)):
+            return ("<" if isinstance(r, sympy.StrictGreaterThan) else "<="), r.rhs - r.lhs
+        return ("<" if isinstance(r, sympy.StrictLessThan) else "<="), r.lhs - r.rhs
+
+    if len(pr) != len(gr):
+        return False
+    for p, g in zip(pr, gr, strict=True):
+        (po, pe), (go, ge) = norm(p), norm(g)
+        if po != go:
+            return False
+        try:
+            ratio = sympy.simplify(pe / ge)
+        except Exception:
+            return False
+        if ratio.free_symbols or not (ratio.is_positive or (po == "!=" and ratio != 0)):
+            return False
+    return True
