@@ -36,6 +36,16 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
+def check_order(stages: tuple[Stage, ...]) -> None:
+    """Every stage comes after the stages whose outputs it reads (its ``needs``)."""
+    seen: set[str] = set()
+    for stage in stages:
+        missing = [n for n in stage.needs if n not in seen]
+        if missing:
+            raise ValueError(f"stage {stage.name!r} reads {missing}, which do not run before it")
+        seen.add(stage.name)
+
+
 @contextlib.contextmanager
 def _log_file(path: Path) -> Iterator[None]:
     """Everything the run logs also goes to ``run.log`` in the run directory."""
@@ -56,6 +66,7 @@ class Driver:
     """One run: a config, a run directory, and the stage graph between them."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None):
+        check_order(STAGES)
         self.cfg = cfg
         self.rd = RunDir(run_dir or Path(cfg.runs_dir) / cfg.name)
 

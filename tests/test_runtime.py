@@ -55,3 +55,13 @@ def test_unknown_builtin_model_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown built-in model 'builtin:nope'; known: \['builtin:arithmetic'\]"):
         resolve_model(ModelConfig(path="builtin:nope"), PromptConfig(), 0)
     assert resolve_model(ModelConfig(path="/models/x"), PromptConfig(), 0) == "/models/x"
+
+
+def test_stages_run_after_what_they_read():
+    from starloop.loop.driver import STAGES, check_order
+    from starloop.loop.runtime.context import Stage
+
+    check_order(STAGES)
+    assert {s.name: s.needs for s in STAGES}["train"] == ("select", "pairs")
+    with pytest.raises(ValueError, match="stage 'train' reads \\['pairs'\\]"):
+        check_order((Stage("select", print), Stage("train", print, needs=("select", "pairs"))))

@@ -77,7 +77,8 @@ class RunContext:
 class Stage:
     """One stage: ``run(ctx, iteration, out)`` reads its inputs through ``ctx.files``, writes its
     outputs into ``out`` (a fresh folder, renamed into place when it returns) and returns the
-    stats recorded in the manifest. ``needs`` names the stages whose outputs it reads."""
+    stats recorded in the manifest. ``needs`` names the stages of the same iteration whose outputs it
+    reads (iteration 0 runs only ``evaluate``, on the starting model)."""
 
     name: str
     run: Callable[[RunContext, int, Path], dict[str, Any]]
