@@ -4,8 +4,12 @@
     iteration i: sample -> verify -> rationalize -> select -> pairs -> train -> evaluate
 
 Every stage writes its outputs into a fresh folder, renamed into ``iter-NNN/<stage>`` when it
-is complete and then recorded in the manifest (see ``rundir``). A rerun skips recorded stages,
-so a killed run resumes at the first unfinished stage.
+is complete and then recorded, with a fingerprint of its files, in the manifest (see
+``runtime.rundir``). The driver holds the run directory's lock for the whole run. A rerun
+checks the finished stages first: it skips those intact and redoes, from the first one that is
+unfinished or whose files changed, every stage after it (later iterations included), so no
+stage ever stands on outputs that are not the ones it was computed from. The run directory is
+tied to its config only once the run's inputs (data, model) loaded.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import RunConfig
+from starloop.loop.errors import DiskFull, InputError, is_disk_full
 from starloop.loop.runtime.context import RunContext, Stage
-from starloop.loop.runtime.rundir import RunDir
+from starloop.loop.runtime.failpoints import failpoint
+from starloop.loop.runtime.lock import RunLock
+from starloop.loop.runtime.rundir import RunDir, rebuild_metrics
 from starloop.loop.stages import evaluation, pairs, rationalize, sample, selection, train, verify
 
 log = logging.getLogger("starloop")
@@ -74,19 +81,48 @@ class Driver:
         """Every (iteration, stage) of the run, in order."""
         return [(0, evaluation.STAGE)] + [(it, s) for it in range(1, self.cfg.iterations + 1) for s in STAGES]
 
+    def keys(self) -> list[str]:
+        return [RunDir.key(it, s.name) for it, s in self.plan()]
+
     def pending(self) -> list[str]:
-        return [k for k in (RunDir.key(it, s.name) for it, s in self.plan()) if not self.rd.is_done(k)]
+        return [k for k in self.keys() if not self.rd.is_done(k)]
 
     def run(self) -> list[dict[str, Any]]:
         """Run (or resume) every unfinished stage; returns the metrics rows."""
-        self.rd.init(self.cfg)
-        if not self.pending():
-            log.info("run %s is complete (%d iterations); nothing to do", self.rd.root, self.cfg.iterations)
-            return self.rd.metrics()
-        with _log_file(self.rd.root / "run.log"), RunContext.open(self.cfg, self.rd) as ctx:
-            for it, stage in self.plan():
-                self.run_stage(ctx, it, stage)
+        if self.rd.root.exists() and not self.rd.root.is_dir():
+            raise InputError(f"run directory {self.rd.root} is a file, not a folder; give another --run-dir")
+        with RunLock(self.rd.root):
+            if self.rd.check(self.cfg):
+                self.repair()
+                if not self.pending():
+                    log.info("run %s is complete (%d iterations); nothing to do", self.rd.root, self.cfg.iterations)
+                    return self.rd.metrics()
+            with _log_file(self.rd.root / "run.log"), RunContext.open(self.cfg, self.rd) as ctx:
+                self.rd.init(self.cfg)  # the inputs loaded: only now is the run dir tied to this config
+                for it, stage in self.plan():
+                    self.run_stage(ctx, it, stage)
         return self.rd.metrics()
+
+    def repair(self) -> None:
+        """Trust only what is intact: from the first stage that is unfinished or whose files changed
+        since it finished, forget every later stage's record (they are redone); rebuild the metrics."""
+        keys = self.keys()
+        for i, key in enumerate(keys):
+            why = self.rd.damage(key)
+            if why is None and self.rd.is_done(key):
+                continue
+            later = [k for k in keys[i + 1:] if self.rd.stage_info(k) is not None]
+            if why is not None:
+                log.warning("%s: its outputs changed since it finished (%s); redoing it and the %d finished "
+                            "stage(s) after it", key, why, len(later))
+            elif later:
+                log.warning("%s is unfinished; the %d finished stage(s) after it stand on older outputs and are "
+                            "redone: %s", key, len(later), ", ".join(later))
+            self.rd.forget(keys[i:])
+            break
+        rebuilt = rebuild_metrics(self.rd)
+        if rebuilt:
+            log.warning("metrics.jsonl: rows of iteration(s) %s restored from their evaluate stages", rebuilt)
 
     def run_stage(self, ctx: RunContext, it: int, stage: Stage) -> None:
         key = RunDir.key(it, stage.name)
@@ -95,8 +131,15 @@ class Driver:
             return
         log.info("%s: running", key)
         t0 = time.time()
-        with self.rd.stage(key) as out:
-            info = stage.run(ctx, it, out) or {}
+        try:
+            with self.rd.stage(key) as out:
+                failpoint(f"running:{key}")
+                info = stage.run(ctx, it, out) or {}
+        except Exception as exc:
+            if is_disk_full(exc) and not isinstance(exc, DiskFull):
+                raise DiskFull(self.rd.path(key)) from exc
+            raise
+        failpoint(f"renamed:{key}")
         info["seconds"] = round(time.time() - t0, 2)
         self.rd.record(key, info)
         log.info("%s: finished in %.1fs", key, info["seconds"])

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from starloop.loop.config import ConfigError, load_config
+from starloop.loop.fileio import read_jsonl
 from starloop.loop.records import GenParams, SampleRequest, sample_to_row
-from starloop.loop.runtime.fileio import read_jsonl
 from starloop.loop.runtime.launch import check_launch, launch_command, run_training
 from starloop.loop.runtime.processes import ENTRY
 from starloop.loop.runtime.rundir import Parts, RunDir
@@ -227,7 +227,7 @@ import os
 from pathlib import Path
 
 from starloop.loop.records import Sample, sample_to_row
-from starloop.loop.runtime.fileio import write_jsonl
+from starloop.loop.fileio import write_jsonl
 
 
 def sample(cfg, engine_seed, request, out):

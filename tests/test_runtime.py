@@ -9,6 +9,7 @@ import os
 import pytest
 
 from starloop.loop.config import ConfigError, ModelConfig, PromptConfig, load_config
+from starloop.loop.errors import InputError
 from starloop.loop.records import GenParams, SampleRequest, sample_to_row
 from starloop.loop.runtime.models import resolve_model
 from starloop.loop.runtime.processes import ChildFailed, ChildJob, run_job, run_jobs
@@ -54,7 +55,9 @@ def test_stage_seeds_are_the_documented_ones():
 def test_unknown_builtin_model_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown built-in model 'builtin:nope'; known: \['builtin:arithmetic'\]"):
         resolve_model(ModelConfig(path="builtin:nope"), PromptConfig(), 0)
-    assert resolve_model(ModelConfig(path="/models/x"), PromptConfig(), 0) == "/models/x"
+    assert resolve_model(ModelConfig(path="Qwen/Qwen2.5-Math-1.5B"), PromptConfig(), 0) == "Qwen/Qwen2.5-Math-1.5B"
+    with pytest.raises(InputError, match="model.path: no such model folder: /models/x"):
+        resolve_model(ModelConfig(path="/models/x"), PromptConfig(), 0)
 
 
 def test_stages_run_after_what_they_read():

@@ -220,8 +220,8 @@ def test_stage_train_runs_sft_then_dpo(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
     from starloop.loop.driver import Driver
+    from starloop.loop.fileio import read_jsonl, write_jsonl
     from starloop.loop.runtime.context import RunContext
-    from starloop.loop.runtime.fileio import read_jsonl, write_jsonl
     from starloop.loop.stages import pairs, train
 
     small = [f"train.{k}.{f}" for k in ("sft", "dpo") for f in ("per_device_train_batch_size=4", "max_length=64",
@@ -281,8 +281,8 @@ def test_dpo_alone(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
     from starloop.loop.driver import Driver
+    from starloop.loop.fileio import write_jsonl
     from starloop.loop.runtime.context import RunContext
-    from starloop.loop.runtime.fileio import write_jsonl
     from starloop.loop.stages import pairs, train
 
     cfg = load_config(None, [f"model.path={tiny_model}", "train.sft.enabled=false", "train.dpo.enabled=true",
@@ -321,7 +321,7 @@ def test_loop_iteration_with_dpo(tmp_path, tiny_overrides):
     rarely solves a problem, so a verifier registered here judges by length parity: pairs surely exist."""
     from starloop.loop.config import DatasetConfig
     from starloop.loop.driver import Driver
-    from starloop.loop.runtime.fileio import write_jsonl
+    from starloop.loop.fileio import write_jsonl
     from starloop.loop.tasks import load_problems
 
     for split, n in (("train", 12), ("eval", 4)):

@@ -55,7 +55,15 @@ def parse_chain(text: str) -> tuple[list[int], list[str]] | None:
     return [int(m.group(1)), *(int(x) for _, x in tail)], [op for op, _ in tail]
 
 
-@register_verifier("arithmetic", version="1", answer_format=ANSWER_FORMAT)
+def check_problem(problem: Problem) -> None:
+    """An arithmetic problem's prompt is a chain and it has a gold answer."""
+    if parse_chain(problem.prompt.strip()) is None:
+        raise ValueError(f"problem {problem.id}: prompt {problem.prompt!r} is not an arithmetic chain")
+    if problem.answer is None:
+        raise ValueError(f"arithmetic problem {problem.id!r} has no gold answer")
+
+
+@register_verifier("arithmetic", version="1", answer_format=ANSWER_FORMAT, check_problem=check_problem)
 def verify_steps(completion: str, problem: Problem, *, finish_reason: str | None = None, config: Any = None) -> Verdict:
     """Every line must be the previous chain with its first operation done, and the last line
     ``#### x`` with x the gold answer: the reasoning is checked, not only the answer."""

@@ -183,6 +183,32 @@ def stdio_cases(tests: Any) -> list[tuple[str, str]] | None:
     return None
 
 
+def assert_tests(tests: Any) -> str | None:
+    """Assert-style tests as one string of Python: a string as is, a list of assert strings (MBPP's
+    ``test_list``) joined line by line; None for anything else."""
+    if isinstance(tests, str):
+        return tests
+    if isinstance(tests, list) and tests and all(isinstance(t, str) for t in tests):
+        return "\n".join(t.rstrip() for t in tests) + "\n"
+    return None
+
+
+def check_problem(problem: Problem) -> None:
+    """A code problem needs tests: assert code (a string, or a list of assert strings) or stdin/stdout
+    cases (``[{input, output}, ...]`` or ``{inputs: [...], outputs: [...]}``)."""
+    tests = problem.tests
+    if tests is None or (isinstance(tests, str | list | dict) and not tests):
+        raise ValueError(f"code problem {problem.id!r} has no tests")
+    try:
+        cases = stdio_cases(tests)
+    except ValueError as exc:
+        raise ValueError(f"code problem {problem.id!r}: {exc}") from None
+    if cases is None and assert_tests(tests) is None:
+        raise ValueError(f"code problem {problem.id!r}: tests must be Python assert code (a string or a list of "
+                         f"assert strings) or stdin/stdout cases ([{{input, output}}, ...]), got "
+                         f"{type(tests).__name__}{' of ' + type(tests[0]).__name__ if isinstance(tests, list) else ''}")
+
+
 def _as_text(x: Any) -> str:
     if isinstance(x, str):
         return x
@@ -257,8 +283,7 @@ def verify_code_batch(items: Sequence[VerifyItem], config: CodeConfig | None, wo
     plan: list[tuple[int, str, list[str] | None, str]] = []  # item index, kind, expected outputs, code
     for i, it in enumerate(items):
         problem = it.problem
-        if problem.tests is None or (isinstance(problem.tests, (str, list, dict)) and not problem.tests):
-            raise ValueError(f"code problem {problem.id!r} has no tests")
+        check_problem(problem)
         code, how = extract_code(it.completion, it.finish_reason)
         if code is None:
             if how == "truncated":
@@ -275,12 +300,10 @@ def verify_code_batch(items: Sequence[VerifyItem], config: CodeConfig | None, wo
         if cases is not None:
             plan.append((i, "stdio", [want for _, want in cases], code))
             programs.extend(Program(source, stdin=inp) for inp, _ in cases)
-        elif isinstance(problem.tests, str):
-            plan.append((i, "assert", None, code))
-            programs.append(Program(source, tests=problem.tests, entry_point=problem.meta.get("entry_point")))
         else:
-            raise ValueError(f"code problem {problem.id!r}: tests must be assert code or stdin/stdout cases, "
-                             f"got {type(problem.tests).__name__}")
+            plan.append((i, "assert", None, code))
+            programs.append(Program(source, tests=assert_tests(problem.tests),
+                                    entry_point=problem.meta.get("entry_point")))
     results = default_pool(workers).run_many(programs, limits, workers=max(1, workers)) if programs else []
     k = 0
     for i, kind, wants, code in plan:
@@ -318,7 +341,7 @@ def _stdio_verdict(rs: Sequence[ExecResult], wants: Sequence[str], code: str, to
 
 
 @register_verifier("code", version=VERSION, config_cls=CodeConfig, answer_format=ANSWER_FORMAT,
-                   batch_fn=verify_code_batch)
+                   batch_fn=verify_code_batch, check_problem=check_problem)
 def verify_code(completion: str, problem: Problem, *, finish_reason: str | None = None,
                 config: CodeConfig | None = None) -> Verdict:
     """Judge one completion: run its program against ``problem.tests`` in the sandbox."""

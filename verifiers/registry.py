@@ -43,6 +43,9 @@ class VerifyItem:
 
 
 BatchFn = Callable[[Sequence[VerifyItem], Any, int], list[Verdict]]
+CheckFn = Callable[[Problem], None]
+"""Raises ValueError (naming the problem) if a problem cannot be judged by the verifier: a missing
+gold answer, malformed tests. Bad problems are the user's input, refused before any work."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,13 @@ class VerifierSpec:
     batch_fn: BatchFn | None = None
     answer_format: str = ""
     """Instruction appended to prompts so the model answers in the form this verifier reads."""
+    check_problem: CheckFn | None = None
+
+    def check(self, problems: Sequence[Problem]) -> None:
+        """Raise ValueError for the first problem this verifier cannot judge."""
+        if self.check_problem is not None:
+            for problem in problems:
+                self.check_problem(problem)
 
     def make_config(self, options: dict[str, Any] | None = None) -> Any:
         """Build this verifier's config from a plain mapping, naming any unknown key."""
@@ -82,13 +92,15 @@ def register_verifier(
     config_cls: type | None = None,
     answer_format: str = "",
     batch_fn: BatchFn | None = None,
+    check_problem: CheckFn | None = None,
 ) -> Callable[[VerifyFn], VerifyFn]:
-    """Decorator: register ``fn`` as the verifier called ``name``."""
+    """Decorator: register ``fn`` as the verifier called ``name``; ``check_problem`` refuses problems it
+    cannot judge before any work starts."""
 
     def deco(fn: VerifyFn) -> VerifyFn:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"a verifier named {name!r} is already registered ({_REGISTRY[name].fn})")
-        _REGISTRY[name] = VerifierSpec(name, fn, version, config_cls, batch_fn, answer_format)
+        _REGISTRY[name] = VerifierSpec(name, fn, version, config_cls, batch_fn, answer_format, check_problem)
         return fn
 
     return deco
@@ -141,6 +153,7 @@ def verify_batch(
     and its version."""
     spec = get_verifier(name)
     config = spec.make_config(options)
+    spec.check([it.problem for it in items])  # before any work: a bad problem never stops a batch halfway
     if spec.batch_fn is not None:
         verdicts = spec.batch_fn(items, config, workers)
     elif workers <= 1:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from starloop.loop.config import DatasetConfig, RunConfig, load_config
 from starloop.loop.errors import InputError
-from starloop.loop.runtime.models import resolve_model
+from starloop.loop.runtime.models import check_model, resolve_model
 from starloop.loop.runtime.sampling import Sampling, isolate_phases
 from starloop.loop.tasks import load_problems
 from starloop.verifiers.records import Problem
@@ -21,16 +21,6 @@ def add_config_args(p: argparse.ArgumentParser, *, what: str = "the experiment c
                    help="override a config key, e.g. --set sampling.n=8 (repeatable; YAML values)")
 
 
-def check_model(model: str, flag: str = "--model") -> None:
-    """A local model folder must exist and hold a Hugging Face config; anything else is a Hub id."""
-    p = Path(model).expanduser()
-    if p.exists():
-        if not (p / "config.json").exists():
-            raise InputError(f"{flag} {model}: not a Hugging Face model folder (no config.json)")
-    elif model.startswith(("/", ".", "~")) or model.count("/") > 1:
-        raise InputError(f"{flag} {model}: no such model folder")
-
-
 def load_inputs(args: argparse.Namespace, overrides: list[str]) -> tuple[RunConfig, DatasetConfig, list[Problem], str]:
     """Config, dataset config, problems and model path of a sample / eval command."""
     cfg = load_config(args.config, overrides)
@@ -39,7 +29,7 @@ def load_inputs(args: argparse.Namespace, overrides: list[str]) -> tuple[RunConf
     if not problems:
         raise InputError(f"data.{args.split}: no problems ({ds.source}, {ds.path})")
     if args.model:
-        check_model(args.model)
+        check_model(args.model, "--model")
     return cfg, ds, problems, args.model or resolve_model(cfg.model, cfg.prompt, cfg.seed)
 
 

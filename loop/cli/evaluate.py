@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from starloop.loop.cli.common import add_config_args, load_inputs, open_sampling
-from starloop.loop.runtime.fileio import write_json
+from starloop.loop.fileio import write_json
 from starloop.loop.runtime.models import load_tokenizer
 from starloop.loop.runtime.prompts import problem_prompts
 from starloop.loop.stages.evaluation import evaluate_model

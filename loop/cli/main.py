@@ -3,8 +3,14 @@
     starloop run [CONFIG] [--config CONFIG] [--set key=value ...] [--run-dir DIR] [--iterations N]
     starloop sample | eval | verify | pairs | train | report | verifiers   (see README)
 
-Exit status: 0 on success; 2 for unusable input or config (one line naming the file, row, field
-or key); 130 when interrupted (finished stages are kept).
+Exit status (each with a one-line message on stderr, never a traceback for these):
+
+    0    success
+    1    a failure of the work itself (a child process, a replica), with its log
+    2    unusable input or config: the message names the key, or the file, row and field
+    3    the run directory is in use by another run: the message names its pid and host
+    4    no space left on the device: the message names the path; rerun once space is free
+    130  interrupted (SIGINT), 143 terminated (SIGTERM): finished stages are kept
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -19,10 +26,23 @@ from rich.logging import RichHandler
 
 from starloop.loop.cli import evaluate, pairs, report, run, sample, train, verifiers, verify
 from starloop.loop.config import ConfigError
-from starloop.loop.errors import InputError
+from starloop.loop.errors import DiskFull, InputError, is_disk_full
+from starloop.loop.runtime.lock import RunDirLocked
+from starloop.loop.runtime.processes import ChildFailed
 from starloop.loop.runtime.rundir import RunDirMismatch
+from starloop.loop.runtime.shards import ShardError
 
 COMMANDS = (run, sample, verify, pairs, train, evaluate, report, verifiers)
+EXIT_FAILED, EXIT_INPUT, EXIT_LOCKED, EXIT_DISK_FULL, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 4, 130, 143
+INTERRUPTED = "interrupted; finished stages are kept, rerun the same command to resume"
+
+
+class Terminated(BaseException):
+    """SIGTERM (Slurm's scancel, a job's time limit): handled as an interruption."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _version() -> str:
@@ -61,18 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fail(message: object, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     _env_defaults()
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (ConfigError, InputError, RunDirMismatch) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, EXIT_INPUT)
+    except RunDirLocked as exc:
+        return _fail(exc, EXIT_LOCKED)
+    except DiskFull as exc:
+        return _fail(exc, EXIT_DISK_FULL)
+    except (ChildFailed, ShardError) as exc:
+        return _fail(exc, EXIT_FAILED)
     except KeyboardInterrupt:
-        print("interrupted; finished stages are kept, rerun the same command to resume", file=sys.stderr)
-        return 130
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"terminated (SIGTERM): {INTERRUPTED}", file=sys.stderr)
+        return EXIT_TERMINATED
+    except OSError as exc:
+        if is_disk_full(exc):
+            return _fail(DiskFull(exc.filename or "the output"), EXIT_DISK_FULL)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

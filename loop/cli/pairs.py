@@ -15,8 +15,8 @@ from pathlib import Path
 from starloop.loop.cli.common import add_config_args
 from starloop.loop.config import PairsConfig, load_section
 from starloop.loop.errors import InputError
+from starloop.loop.fileio import atomic_dir, read_jsonl
 from starloop.loop.records import samples_from_verified_rows
-from starloop.loop.runtime.fileio import atomic_dir, read_jsonl
 from starloop.loop.runtime.preference_dataset import write_dataset
 from starloop.loop.stages.pairs import STRATEGIES, build_pairs, no_pairs_message
 

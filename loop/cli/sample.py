@@ -9,8 +9,8 @@ import logging
 from pathlib import Path
 
 from starloop.loop.cli.common import add_config_args, load_inputs, open_sampling
+from starloop.loop.fileio import write_jsonl
 from starloop.loop.records import GenParams, SampleRequest, sample_output_row
-from starloop.loop.runtime.fileio import write_jsonl
 from starloop.loop.runtime.models import load_tokenizer
 from starloop.loop.runtime.prompts import problem_prompts
 

@@ -9,12 +9,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from starloop.loop.cli.common import add_config_args, check_model
+from starloop.loop.cli.common import add_config_args
 from starloop.loop.config import TrainConfig, load_section, to_plain
 from starloop.loop.errors import InputError
+from starloop.loop.fileio import atomic_dir, read_jsonl, write_json
 from starloop.loop.records import training_row
-from starloop.loop.runtime.fileio import atomic_dir, read_jsonl, write_json
 from starloop.loop.runtime.launch import run_training
+from starloop.loop.runtime.models import check_model
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -61,7 +62,7 @@ def load_train_rows(path: Path, kind: str) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     tcfg: TrainConfig = load_section("train", args.config, args.set)
-    check_model(args.model)
+    check_model(args.model, "--model")
     rows = load_train_rows(args.data, args.kind)
     with atomic_dir(args.output, args.overwrite) as tmp:
         stats = run_training(tcfg, args.kind, args.model, tmp, rows=rows)

@@ -4,7 +4,9 @@ Input rows: ``completion`` plus ``answer`` (math) or ``tests`` (code); optional 
 ``id`` / ``problem_id``, ``prompt``, and the code verifier's ``entry_point`` / ``stub`` / ``imports``;
 every other field passes through. Output rows: the input row plus ``verdict`` (with the name and
 version of the verifier that made it). Unusable input (bad JSON, a missing or non-string field)
-is refused before any work, with the row number; the output is written atomically.
+is refused before any work, with the row number. Verdicts are kept as they are made (in
+``OUTPUT.parts/``), so a run that fails or is interrupted late loses nothing: the same command
+resumes; the output itself is written atomically at the end.
 
 Options: ``verify.options.<verifier>`` and ``verify.workers`` of ``--config`` and ``--set``;
 ``--option KEY=VALUE`` is short for ``--set verify.options.<verifier>.KEY=VALUE``.
@@ -13,7 +15,9 @@ Options: ``verify.options.<verifier>`` and ``verify.workers`` of ``--config`` an
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -22,12 +26,13 @@ from tqdm.auto import tqdm
 from starloop.loop.cli.common import add_config_args
 from starloop.loop.config import VerifyConfig, load_section
 from starloop.loop.errors import InputError
+from starloop.loop.fileio import read_jsonl, write_jsonl
 from starloop.loop.records import verified_row, verify_items_from_rows
-from starloop.loop.runtime.fileio import read_jsonl, write_jsonl
-from starloop.verifiers.registry import get_verifier, verify_batch
+from starloop.loop.runtime.rundir import Parts, digest
+from starloop.loop.stages.verify import verify_in_chunks
+from starloop.verifiers.registry import get_verifier
 
 log = logging.getLogger("starloop")
-CHUNK = 256
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -63,12 +68,19 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise InputError(f"{args.input}: no rows")
     items = verify_items_from_rows(rows, args.verifier, args.input)
-    verdicts = []
+    for i, item in enumerate(items, 1):
+        try:
+            spec.check([item.problem])
+        except ValueError as exc:
+            raise InputError(f"{args.input} row {i}: {exc}") from None
+    parts_root = Path(f"{args.output}.parts")
+    key = {"input": hashlib.sha256(Path(args.input).read_bytes()).hexdigest(), "verifier": spec.name,
+           "version": spec.version, "options": options}
+    parts = Parts(parts_root / digest(key))
     with tqdm(total=len(items), desc=f"verify ({args.verifier})", unit="row") as bar:
-        for s in range(0, len(items), CHUNK):
-            verdicts += verify_batch(args.verifier, items[s : s + CHUNK], options=options, workers=workers)
-            bar.update(len(items[s : s + CHUNK]))
+        verdicts = verify_in_chunks(args.verifier, items, options=options, workers=workers, parts=parts, bar=bar)
     counts = Counter(v.reason for v in verdicts)
     write_jsonl(args.output, (verified_row(row, v) for row, v in zip(rows, verdicts, strict=True)))
+    shutil.rmtree(parts_root, ignore_errors=True)
     log.info("%d rows verified: %s -> %s", len(rows), dict(counts), args.output)
     return 0

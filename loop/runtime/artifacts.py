@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from starloop.loop.fileio import read_jsonl, write_jsonl
 from starloop.loop.records import Sample, sample_from_row, sample_to_row
-from starloop.loop.runtime.fileio import read_jsonl, write_jsonl
 from starloop.loop.runtime.rundir import RunDir
 
 FILES = {

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from starloop.loop.config import ConfigError, LaunchConfig, TrainConfig, config_file
-from starloop.loop.runtime.fileio import read_jsonl, write_json, write_jsonl
+from starloop.loop.fileio import read_jsonl, write_json, write_jsonl
 from starloop.loop.runtime.processes import ChildJob, Executor, run_job
 from starloop.loop.runtime.samplers import cuda_available
 from starloop.loop.runtime.trainers import train_dpo, train_sft

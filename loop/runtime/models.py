@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import ConfigError, ModelConfig, PromptConfig
+from starloop.loop.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STARLOOP_CACHE", "~/.cache/starloop")).expanduser()
 
 
+def check_model(path: str, key: str = "model.path") -> None:
+    """A local model folder must exist and hold a Hugging Face config; anything else is a Hub id."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise InputError(f"{key}: {path} is not a Hugging Face model folder (no config.json)")
+    elif path.startswith(("/", ".", "~")) or path.count("/") > 1:
+        raise InputError(f"{key}: no such model folder: {path}")
+
+
 def resolve_model(model: ModelConfig, prompt: PromptConfig, seed: int) -> str:
     """The starting model's path; builds a ``builtin:`` model on first use."""
     if not model.path.startswith("builtin:"):
+        check_model(model.path)
         return model.path
     name = model.path.split(":", 1)[1]
     builders = _builders()
@@ -62,7 +74,18 @@ def resolve_model(model: ModelConfig, prompt: PromptConfig, seed: int) -> str:
     return str(builders[name](model.builtin_options, prompt, cache_dir(), seed))
 
 
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
+
+
 def load_tokenizer(model_path: str):
+    """The tokenizer of a model; a checkpoint without one is an error naming it."""
     from transformers import AutoTokenizer  # heavy: deferred
 
-    return AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
+    p = Path(model_path).expanduser()
+    if p.is_dir() and not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise InputError(f"{model_path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
+                         f"with the checkpoint")
+    try:
+        return AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"could not load the tokenizer of {model_path}: {str(exc).splitlines()[0]}") from None

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from starloop.loop.runtime.fileio import write_bytes_atomic
+from starloop.loop.fileio import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

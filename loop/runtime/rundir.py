@@ -2,9 +2,15 @@
 metrics file, and parts of unfinished stages kept across interruptions.
 
 A stage writes into ``iter-NNN/.<stage>.partial`` and is renamed to ``iter-NNN/<stage>`` when
-complete; only then is it recorded in ``manifest.json`` (itself replaced atomically). A stage
-directory not in the manifest is an interrupted attempt and is discarded on resume, so a
-SIGKILL at any moment never corrupts or loses a finished stage.
+complete; only then is it recorded in ``manifest.json`` (itself replaced atomically), with a
+fingerprint of its files (size of each, and a SHA-256 of each file up to ``HASH_LIMIT`` bytes:
+JSONL, metrics and configs in full, model weights by size). A stage directory not in the manifest
+is an interrupted attempt and is discarded on resume, so a SIGKILL at any moment never corrupts
+or loses a finished stage; a finished stage whose files no longer match their fingerprint is
+found on resume (:meth:`RunDir.damage`) and redone, with every stage after it.
+
+``metrics.jsonl`` is derived: each row is the ``metrics.json`` of a finished evaluate stage, and
+the file is rebuilt from them (:meth:`RunDir.rebuild_metrics`), so a damaged row is never lost.
 
 Work inside a stage that is worth keeping across an interruption (a sampler replica's shard;
 later, server requests and verification output) goes to :class:`Parts`: one folder per call,
@@ -19,15 +25,17 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from starloop.loop.config import RunConfig, diff_configs, dump_config
-from starloop.loop.runtime.fileio import atomic_open, read_json, read_jsonl, write_json, write_jsonl
+from starloop.loop.errors import InputError
+from starloop.loop.fileio import atomic_open, read_jsonl, write_json, write_jsonl
 
+HASH_LIMIT = 64 << 20
 # Keys that may change between invocations of the same run without changing its meaning.
 RESUMABLE_KEYS = ("iterations", "runtime", "verify.workers")
 # The layout of run directories this version writes; 1 (no "layout" in the manifest) had flat
@@ -48,6 +56,28 @@ def _strip(d: dict[str, Any]) -> dict[str, Any]:
             node = node.get(p, {})
         node.pop(parts[-1], None)
     return d
+
+
+def fingerprint(folder: Path) -> dict[str, list[Any]]:
+    """``{relative path: [size, sha256 or None]}`` of every file under ``folder``."""
+    out = {}
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = f.stat().st_size
+        out[f.relative_to(folder).as_posix()] = [size, hashlib.sha256(f.read_bytes()).hexdigest()
+                                                 if size <= HASH_LIMIT else None]
+    return out
+
+
+def _changes(recorded: dict[str, list[Any]], now: dict[str, list[Any]]) -> list[str]:
+    out = []
+    for name, (size, sha) in recorded.items():
+        if name not in now:
+            out.append(f"{name} is missing")
+        elif now[name][0] != size:
+            out.append(f"{name} changed size ({size} -> {now[name][0]} bytes)")
+        elif now[name][1] != sha:
+            out.append(f"{name} changed content")
+    return out
 
 
 def digest(payload: Any) -> str:
@@ -88,51 +118,85 @@ class RunDir:
         self.metrics_path = self.root / "metrics.jsonl"
 
     # ---------------------------------------------------------------- config
-    def init(self, cfg: RunConfig) -> bool:
-        """Create the run dir, or check it matches ``cfg``. Returns True if it already existed."""
+    def check(self, cfg: RunConfig) -> bool:
+        """Refuse a run dir that is not one, was written by an older layout, or by another config;
+        True if it is an existing run of ``cfg``. Writes nothing."""
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"run directory {self.root} is a file, not a folder; give another --run-dir")
         cfg_path = self.root / "config.yaml"
-        if cfg_path.exists():
-            if self.manifest().get("layout") != LAYOUT:
-                raise RunDirMismatch(
-                    f"run directory {self.root} was written by an older version of starloop (run-dir layout "
-                    f"{self.manifest().get('layout', 1)}, this version writes {LAYOUT}: nested train sections and a "
-                    f"pairs stage); it cannot be resumed. Start a new --run-dir (its metrics.jsonl and report stay "
-                    f"readable with `starloop report`).")
+        if not cfg_path.exists():
+            return False
+        layout = self.manifest().get("layout", 1)
+        if layout != LAYOUT:
+            raise RunDirMismatch(
+                f"run directory {self.root} was written by an older version of starloop (run-dir layout {layout}, "
+                f"this version writes {LAYOUT}: nested train sections and a pairs stage); it cannot be resumed. "
+                f"Start a new --run-dir (its metrics.jsonl and report stay readable with `starloop report`).")
+        try:
             old = yaml.safe_load(cfg_path.read_text()) or {}
-            diffs = diff_configs(_strip(old), _strip(cfg.to_dict()))
-            if diffs:
-                raise RunDirMismatch(
-                    f"run directory {self.root} was started with a different config:\n  "
-                    + "\n  ".join(diffs)
-                    + f"\nUse the same config to resume, or start fresh with another --run-dir "
-                    f"(or delete {self.root})."
-                )
-            # Keep the recorded config current for keys that may change (iterations, runtime).
-            self._write_config(cfg)
-            return True
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._write_config(cfg)
-        if not self.manifest_path.exists():
-            write_json(self.manifest_path, {"layout": LAYOUT, "stages": {}})
-        return False
+        except yaml.YAMLError as exc:
+            raise InputError(f"{cfg_path} is damaged ({exc}); restore it or start a new --run-dir") from None
+        diffs = diff_configs(_strip(old), _strip(cfg.to_dict()))
+        if diffs:
+            raise RunDirMismatch(
+                f"run directory {self.root} was started with a different config:\n  " + "\n  ".join(diffs)
+                + f"\nUse the same config to resume, or start fresh with another --run-dir (or delete {self.root}).")
+        return True
 
-    def _write_config(self, cfg: RunConfig) -> None:
+    def init(self, cfg: RunConfig) -> bool:
+        """Tie the run dir to ``cfg`` (after :meth:`check`): write the config, and a manifest if there is
+        none. Returns True if it already existed."""
+        existed = self.check(cfg)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Also keeps the recorded config current for keys that may change (iterations, runtime).
         with atomic_open(self.root / "config.yaml") as fh:
             fh.write(dump_config(cfg))
+        if not self.manifest_path.exists():
+            write_json(self.manifest_path, {"layout": LAYOUT, "stages": {}})
+        return existed
 
     # ---------------------------------------------------------------- manifest
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
             return {"layout": LAYOUT, "stages": {}}
-        return read_json(self.manifest_path)
+        try:
+            m = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{self.manifest_path} is damaged ({exc}); it records which stages finished: restore "
+                             f"it, or start a new --run-dir") from None
+        if not isinstance(m, dict) or not isinstance(m.get("stages"), dict):
+            raise InputError(f"{self.manifest_path} has no 'stages' record; it records which stages finished: "
+                             f"restore it, or start a new --run-dir")
+        return m
 
     def is_done(self, key: str) -> bool:
-        return key in self.manifest()["stages"] and (self.root / key).exists()
+        return key in self.manifest()["stages"] and (self.root / key).is_dir()
 
     def record(self, key: str, info: dict[str, Any]) -> None:
+        """Record ``key`` as finished, with its stats and the fingerprint of its files."""
         m = self.manifest()
-        m["stages"][key] = {**info, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        m["stages"][key] = {**info, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "outputs": fingerprint(self.root / key)}
         write_json(self.manifest_path, m)
+
+    def damage(self, key: str) -> str | None:
+        """Why the finished stage ``key`` can no longer be trusted (its folder or files changed), or None."""
+        info = self.manifest()["stages"].get(key)
+        if info is None:
+            return None
+        if not (self.root / key).is_dir():
+            return "its folder is missing"
+        recorded = info.get("outputs")
+        changes = _changes(recorded, fingerprint(self.root / key)) if recorded is not None else []
+        return "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "") if changes else None
+
+    def forget(self, keys: Sequence[str]) -> None:
+        """Drop finished-stage records (they will be redone)."""
+        m = self.manifest()
+        if any(k in m["stages"] for k in keys):
+            for k in keys:
+                m["stages"].pop(k, None)
+            write_json(self.manifest_path, m)
 
     def stage_info(self, key: str) -> dict[str, Any] | None:
         return self.manifest()["stages"].get(key)
@@ -165,14 +229,14 @@ class RunDir:
 
     # ---------------------------------------------------------------- metrics
     def metrics(self) -> list[dict[str, Any]]:
+        """The rows of ``metrics.jsonl``; a damaged row is an error naming its line."""
         if not self.metrics_path.exists():
             return []
-        rows = []
-        for line in self.metrics_path.read_text().splitlines():
-            if line.strip():
-                with contextlib.suppress(json.JSONDecodeError):
-                    rows.append(json.loads(line))
-        return rows
+        try:
+            return read_jsonl(self.metrics_path)
+        except InputError as exc:
+            raise InputError(f"{exc}; rerun `starloop run` with the run's config to rebuild it from the "
+                             f"evaluate stages") from None
 
     def write_metrics_row(self, row: dict[str, Any]) -> None:
         """Insert or replace the row for ``row['iteration']``: never two rows for one iteration."""
@@ -180,3 +244,23 @@ class RunDir:
         rows.append(row)
         rows.sort(key=lambda r: r["iteration"])
         write_jsonl(self.metrics_path, rows)
+
+
+def rebuild_metrics(rd: RunDir) -> list[int]:
+    """Rewrite ``metrics.jsonl`` from the finished evaluate stages; returns the iterations whose rows
+    were missing or different in the file."""
+    rows = []
+    for key in sorted(k for k in rd.manifest()["stages"] if k.endswith("/evaluate")):
+        path = rd.root / key / "metrics.json"
+        if rd.is_done(key) and path.is_file():
+            rows.append({"iteration": int(key[len("iter-"):].split("/")[0]), **json.loads(path.read_text())})
+    old = {}
+    if rd.metrics_path.exists():
+        for line in rd.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):  # a damaged row counts as missing: it is rewritten
+                row = json.loads(line)
+                old[row.get("iteration")] = row
+    changed = [r["iteration"] for r in rows if old.get(r["iteration"]) != r]
+    if changed or len(old) != len(rows):
+        write_jsonl(rd.metrics_path, rows)
+    return changed

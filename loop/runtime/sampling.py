@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import SamplingConfig
+from starloop.loop.fileio import write_jsonl
 from starloop.loop.records import Sample, SampleRequest, sample_to_row, samples_from_generations
 from starloop.loop.runtime import shards
-from starloop.loop.runtime.fileio import write_jsonl
 from starloop.loop.runtime.processes import ChildJob, Executor, run_job
 from starloop.loop.runtime.rundir import Parts
 from starloop.loop.runtime.samplers import BACKENDS, Sampler, cuda_available

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import TrainConfig, config_file
+from starloop.loop.runtime.failpoints import failpoint
 from starloop.loop.runtime.samplers import cuda_available
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def _save(trainer, tokenizer, out: Path, lora: bool) -> None:
     if trainer.accelerator.is_main_process:
         unwrapped = trainer.accelerator.unwrap_model(model)
         unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
+        failpoint("checkpoint-save")  # weights written, tokenizer not yet: a checkpoint half saved
         tokenizer.save_pretrained(out)
     trainer.accelerator.wait_for_everyone()
 

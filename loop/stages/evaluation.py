@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import EvalConfig, SamplingConfig, VerifyConfig
+from starloop.loop.fileio import write_json, write_jsonl
 from starloop.loop.records import GenParams, Sample, SampleRequest, sample_to_row
 from starloop.loop.runtime.context import RunContext, Stage
-from starloop.loop.runtime.fileio import write_json, write_jsonl
 from starloop.loop.runtime.report import log_iteration
 from starloop.loop.runtime.sampling import Sampling
 from starloop.loop.stages.verify import verify_samples

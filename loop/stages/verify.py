@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,50 +14,78 @@ from tqdm.auto import tqdm
 from starloop.loop.config import VerifyConfig
 from starloop.loop.records import Sample
 from starloop.loop.runtime.context import RunContext, Stage
-from starloop.verifiers.records import REASONS, Problem
-from starloop.verifiers.registry import VerifyItem, verify_batch
+from starloop.loop.runtime.rundir import Parts, fingerprint
+from starloop.verifiers.records import REASONS, Problem, Verdict
+from starloop.verifiers.registry import VerifyItem, get_verifier, verify_batch
 
 log = logging.getLogger(__name__)
-CHUNK = 512
+CHUNK = 256
+
+
+def verify_in_chunks(task: str, items: Sequence[VerifyItem], *, options: dict[str, Any] | None, workers: int,
+                     parts: Parts | None = None, bar: tqdm | None = None) -> list[Verdict]:
+    """Verdicts for ``items`` with verifier ``task``, ``CHUNK`` at a time; with ``parts``, each finished
+    chunk is kept there as it is done and a rerun takes it from there instead of verifying it again."""
+    verdicts: list[Verdict] = []
+    reused = 0
+    for start in range(0, len(items), CHUNK):
+        chunk, name = items[start : start + CHUNK], f"{task}-{start:09d}"
+        kept = [Verdict.from_dict(r) for r in parts.read(name)] if parts is not None and parts.done(name) else []
+        if len(kept) == len(chunk):
+            reused += len(kept)
+        else:
+            kept = verify_batch(task, chunk, options=options, workers=workers)
+            if parts is not None:
+                parts.write(name, (v.to_dict() for v in kept))
+        verdicts += kept
+        if bar is not None:
+            bar.update(len(chunk))
+    if reused:
+        log.info("verifier %s: %d of %d verdicts kept from an interrupted attempt", task, reused, len(items))
+    return verdicts
 
 
 def verify_samples(samples: Sequence[Sample], problems: dict[str, Problem], cfg: VerifyConfig, *,
-                   progress: bool = False) -> dict[str, dict[str, float]]:
+                   progress: bool = False, parts: Parts | None = None) -> dict[str, dict[str, float]]:
     """Set ``sample.verdict`` on every sample (in place); return per-verifier stats.
 
-    Stats per verifier: n, pass_rate, and the rate of every verdict reason.
+    Every problem is checked by its verifier before any work. Stats per verifier: n, pass_rate, and
+    the rate of every verdict reason.
     """
     by_task: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         if s.problem_id not in problems:
             raise KeyError(f"sample {i} refers to unknown problem {s.problem_id!r}")
         by_task[problems[s.problem_id].task].append(i)
-    stats: dict[str, dict[str, float]] = {}
-    bar = tqdm(total=len(samples), desc="verify", disable=not progress, unit="sample")
     for task, idxs in by_task.items():
-        counts: Counter[str] = Counter()
-        for start in range(0, len(idxs), CHUNK):
-            part = idxs[start : start + CHUNK]
+        get_verifier(task).check([problems[samples[i].problem_id] for i in idxs])
+    stats: dict[str, dict[str, float]] = {}
+    with tqdm(total=len(samples), desc="verify", disable=not progress, unit="sample") as bar:
+        for task, idxs in by_task.items():
             items = [VerifyItem(samples[i].completion, problems[samples[i].problem_id], samples[i].finish_reason)
-                     for i in part]
-            for i, v in zip(part, verify_batch(task, items, options=cfg.options.get(task), workers=cfg.workers),
-                            strict=True):
+                     for i in idxs]
+            verdicts = verify_in_chunks(task, items, options=cfg.options.get(task), workers=cfg.workers,
+                                        parts=parts, bar=bar)
+            for i, v in zip(idxs, verdicts, strict=True):
                 samples[i].verdict = v
-                counts[v.reason] += 1
-            bar.update(len(part))
-        n = len(idxs)
-        stats[task] = {"n": n, "pass_rate": counts["ok"] / n, **{f"{r}_rate": counts[r] / n for r in REASONS}}
-        log.info("verifier %s: %d samples, pass %.1f%%, unparseable %.1f%%, truncated %.1f%%, timeout %.1f%%",
-                 task, n, 100 * stats[task]["pass_rate"], 100 * stats[task]["unparseable_rate"],
-                 100 * stats[task]["truncated_rate"], 100 * stats[task]["timeout_rate"])
-    bar.close()
+            counts = Counter(v.reason for v in verdicts)
+            n = len(idxs)
+            stats[task] = {"n": n, "pass_rate": counts["ok"] / n, **{f"{r}_rate": counts[r] / n for r in REASONS}}
+            log.info("verifier %s: %d samples, pass %.1f%%, unparseable %.1f%%, truncated %.1f%%, timeout %.1f%%",
+                     task, n, 100 * stats[task]["pass_rate"], 100 * stats[task]["unparseable_rate"],
+                     100 * stats[task]["truncated_rate"], 100 * stats[task]["timeout_rate"])
     return stats
 
 
 def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     samples = ctx.files.samples(it)
-    stats = verify_samples(samples, ctx.problems_by_id, ctx.cfg.verify, progress=ctx.progress)
+    # Verdicts are kept as they come, so an interrupted verification resumes where it stopped.
+    key = {"samples": fingerprint(ctx.files.path(it, "sample").parent), "verify": ctx.cfg.verify.options,
+           "verifiers": {t: get_verifier(t).version for t in {p.task for p in ctx.problems_by_id.values()}}}
+    parts = ctx.rd.parts("verify", key)
+    stats = verify_samples(samples, ctx.problems_by_id, ctx.cfg.verify, progress=ctx.progress, parts=parts)
     ctx.files.write_samples(out, "verify", samples)
+    shutil.rmtree(parts.dir, ignore_errors=True)
     return {"samples": len(samples), "verified": sum(x.correct for x in samples),
             "solved_problems": len({x.problem_id for x in samples if x.correct}), "per_verifier": stats}
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from starloop.loop.config import ConfigError, DatasetConfig, build
 from starloop.loop.errors import InputError
+from starloop.loop.fileio import iter_jsonl
 from starloop.loop.tasks.registry import load_problems, register_adapter
 from starloop.verifiers.records import Problem
 
@@ -86,6 +87,9 @@ def load_rows(cfg: DatasetConfig, options: LoadOptions | None = None) -> list[di
             fmt = _FORMATS.get(path.suffix)
             if fmt is None:
                 raise ConfigError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(_FORMATS)}")
+            if path.suffix == ".jsonl":
+                for _ in iter_jsonl(path):  # a malformed line is an error naming it, before datasets reads the file
+                    pass
             ds = datasets.load_dataset(fmt, data_files={base: str(path)}, split=base)
         elif path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
             ds = datasets.load_from_disk(str(path))
@@ -101,7 +105,7 @@ def load_rows(cfg: DatasetConfig, options: LoadOptions | None = None) -> list[di
             names = opts.name if isinstance(opts.name, list) else [opts.name]
             parts = [datasets.load_dataset(cfg.path, n, split=base, revision=opts.revision) for n in names]
             ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    except ConfigError:
+    except (ConfigError, InputError):
         raise
     except Exception as exc:  # datasets raises many types (not found, offline, bad schema): name the source
         raise InputError(f"{_where(cfg)}: could not load: {type(exc).__name__}: {exc}") from exc

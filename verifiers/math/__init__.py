@@ -76,12 +76,17 @@ def _gold(answer: str) -> tuple[str, list[Node] | None, str]:
         return text, None, str(exc)
 
 
-def _check(item: VerifyItem) -> None:
-    problem = item.problem
+def check_problem(problem: Problem) -> None:
+    """A math problem needs a gold answer."""
     if not isinstance(problem, Problem):
         raise TypeError(f"math verifier expects a Problem, got {type(problem).__name__}")
     if problem.answer is None or not str(problem.answer).strip():
         raise ValueError(f"math problem {problem.id!r} has no gold answer")
+
+
+def _check(item: VerifyItem) -> None:
+    check_problem(item.problem)
+    problem = item.problem
     if not isinstance(item.completion, str):
         raise TypeError(
             f"completion for math problem {problem.id!r} must be a str, got {type(item.completion).__name__}"
@@ -160,7 +165,8 @@ def verify_math_batch(items: Sequence[VerifyItem], config: MathConfig | None = N
 
 
 @register_verifier(
-    "math", version=VERSION, config_cls=MathConfig, answer_format=ANSWER_FORMAT, batch_fn=verify_math_batch
+    "math", version=VERSION, config_cls=MathConfig, answer_format=ANSWER_FORMAT, batch_fn=verify_math_batch,
+    check_problem=check_problem,
 )
 def verify_math(
     completion: str, problem: Problem, *, finish_reason: str | None = None, config: MathConfig | None = None

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from starloop.loop.errors import InputError
+from starloop.loop.errors import DiskFull, InputError, is_disk_full
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -22,8 +22,12 @@ def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input file not found: {path}")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{path}:{lineno}: not UTF-8 text (a binary file?)") from None
             if not line.strip():
                 continue
             try:
@@ -40,25 +44,39 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path`` for writing (``mode`` ``w`` or ``wb``); it replaces ``path``
     only if the block completes (fsynced first), so readers never see a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(path) from exc
+        raise
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFull(path) from exc
         raise
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows to ``path`` atomically; returns the number of rows."""
+    """Write rows to ``path`` atomically; returns the number of rows.
+
+    A row holding text that UTF-8 cannot encode (a lone surrogate from an escaped JSON input) is
+    written with ASCII escapes instead: the same JSON value, never a failure after the work is done.
+    """
     n = 0
     with atomic_open(path) as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            try:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            except UnicodeEncodeError:
+                fh.write(json.dumps(row) + "\n")
             n += 1
     return n
 
@@ -82,8 +100,11 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"output {out} exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
