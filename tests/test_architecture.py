@@ -105,7 +105,8 @@ def test_no_import_cycles():
 
 
 def test_no_cycles_between_packages():
-    """Not even between sub-packages: errors <- config <- records <- tasks <- runtime <- stages <- driver <- cli."""
+    """Not even between sub-packages: errors, fileio <- config <- records <- tasks <- runtime <- stages <- driver
+    <- cli."""
     assert cycles(package_graph()) == []
 
 
