@@ -190,3 +190,69 @@ def test_reward_function_path():
         tests=[MBPP.tests] * 3,
     )
     assert scores == [1.0, pytest.approx(1 / 3), 0.0]
+
+
+# --------------------------------------------------------------------------- tests that test nothing
+
+
+@pytest.mark.parametrize(
+    "tests",
+    [
+        "# nothing\n   \n",
+        "# a comment\n\n# another one\n",
+        '"""Tests for add."""\n',
+        '"""Tests for add."""\npass\n',
+        "pass\n...\n",
+        ["# nothing here", "   "],
+    ],
+)
+def test_tests_without_a_statement_are_an_error_before_anything_runs(tests):
+    problem = Problem(id="empty-tests", task="code", prompt="", tests=tests)
+    for completion in (block("def add(a, b):\n    return a + b"), block("def add(a, b):\n    return 0"), "no code"):
+        v = verify_one("code", completion, problem, options=OPTS)
+        assert (v.reason, v.correct, v.score) == ("error", False, 0.0), v
+        assert "no executable statement" in v.detail and "'empty-tests'" in v.detail
+
+
+def test_tests_defect():
+    from starloop.verifiers.code import tests_defect
+
+    assert tests_defect("# nothing\n   \n") is not None
+    assert "do not parse" in tests_defect("assert add(1, 2) ==")
+    for good in (
+        "assert add(1, 2) == 3\n",
+        "check(add)\n",
+        "x = add(1, 2)\n",
+        "import unittest\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n",
+        '"""Docstring."""\nassert add(1, 2) == 3\n',
+    ):
+        assert tests_defect(good) is None, good
+
+
+UNITTEST = (
+    "import unittest\n\n"
+    "class TestAdd(unittest.TestCase):\n"
+    "    def test_small(self):\n"
+    "        self.assertEqual(add(1, 2), 3)\n"
+    "    def test_zero(self):\n"
+    "        self.assertEqual(add(0, 0), 0)\n\n"
+    "result = unittest.TextTestRunner().run(unittest.defaultTestLoader.loadTestsFromTestCase(TestAdd))\n"
+    "if not result.wasSuccessful():\n"
+    "    raise AssertionError('unit tests failed')\n"
+)
+CALLS = (
+    "def check(f):\n"
+    "    if f(1, 2) != 3 or f(0, 0) != 0:\n"
+    "        raise ValueError('wrong sum')\n\n"
+    "check(add)\n"
+)
+
+
+@needs_sandbox
+@pytest.mark.parametrize("tests", [UNITTEST, CALLS])
+def test_tests_without_assert_statements_still_run(tests):
+    problem = Problem(id="no-assert", task="code", prompt="", tests=tests)
+    right = verify_one("code", block("def add(a, b):\n    return a + b"), problem, options=OPTS)
+    wrong = verify_one("code", block("def add(a, b):\n    return a * b"), problem, options=OPTS)
+    assert (right.reason, right.correct) == ("ok", True), right.detail
+    assert (wrong.reason, wrong.correct) == ("wrong", False), wrong.detail

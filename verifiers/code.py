@@ -17,11 +17,16 @@ Two kinds of tests (``Problem.tests``):
 
 Score: the fraction of tests passed; correct: all passed. Reasons: ``ok``; ``wrong``; ``unparseable``
 (no code); ``truncated`` (``finish_reason == "length"`` and no complete code block); ``timeout``
-(a run hit its time limit); ``error`` (the sandbox failed, or the tests themselves do not parse).
+(a run hit its time limit); ``error`` (the sandbox failed, or the problem's assert tests are broken:
+they do not parse, or they have no executable statement, e.g. only comments, and would pass any
+program; :func:`tests_defect` decides this before anything runs). :func:`check_problem` refuses only
+problems without tests at all (it raises and stops the whole batch); broken tests are one problem's
+defect, reported in its own verdict.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -35,7 +40,7 @@ from starloop.verifiers.registry import VerifyItem, register_verifier
 
 __all__ = ["CodeConfig", "extract_code", "verify_code", "verify_code_batch"]
 
-VERSION = "1.0"
+VERSION = "1.1"
 ANSWER_FORMAT = "Write your complete solution as one Python program in a single ```python code block."
 _PY_TAGS = ("python", "python3", "py", "py3")
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n`]*$")
@@ -209,6 +214,23 @@ def check_problem(problem: Problem) -> None:
                          f"{type(tests).__name__}{' of ' + type(tests[0]).__name__ if isinstance(tests, list) else ''}")
 
 
+def tests_defect(tests: str) -> str | None:
+    """Why assert-style tests cannot test anything, or None: they do not parse, or they have no
+    executable statement (only comments, blank lines, docstrings, ``pass``), so running them
+    would pass any program."""
+    try:
+        tree = ast.parse(tests, "<tests>")
+    except SyntaxError as exc:
+        return f"the tests do not parse: {exc.msg} (line {exc.lineno})"
+    except (ValueError, MemoryError, RecursionError) as exc:
+        return f"the tests do not parse: {type(exc).__name__}: {exc}"[:200]
+    body = [n for n in tree.body
+            if not (isinstance(n, ast.Pass) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))]
+    if not body:
+        return "the tests have no executable statement (only comments, docstrings or pass)"
+    return None
+
+
 def _as_text(x: Any) -> str:
     if isinstance(x, str):
         return x
@@ -284,6 +306,11 @@ def verify_code_batch(items: Sequence[VerifyItem], config: CodeConfig | None, wo
     for i, it in enumerate(items):
         problem = it.problem
         check_problem(problem)
+        cases = stdio_cases(problem.tests)
+        defect = None if cases is not None else tests_defect(assert_tests(problem.tests) or "")
+        if defect is not None:  # the problem's tests are broken, not the model's code: nothing to run
+            verdicts[i] = Verdict.fail("error", detail=f"problem {problem.id!r}: {defect}")
+            continue
         code, how = extract_code(it.completion, it.finish_reason)
         if code is None:
             if how == "truncated":
@@ -296,7 +323,6 @@ def verify_code_batch(items: Sequence[VerifyItem], config: CodeConfig | None, wo
         if problem_text is not None:  # no need to run what cannot compile
             verdicts[i] = Verdict.fail("wrong", extracted=code, detail=f"the program does not compile: {problem_text}")
             continue
-        cases = stdio_cases(problem.tests)
         if cases is not None:
             plan.append((i, "stdio", [want for _, want in cases], code))
             programs.extend(Program(source, stdin=inp) for inp, _ in cases)

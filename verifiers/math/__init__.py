@@ -5,13 +5,18 @@ Pipeline (each step names the submodules that do it):
 1. ``extract.find_answer``: the final answer of the completion: the last ``\\boxed{}``
    (boxes joined by "and"/"," read as a list), ``#### x``, "the answer is x",
    ``**Answer:** x``, or a bare final answer (the scanning of math spans, boxes and
-   sentences is in ``spans``). The gold answer goes through the same step, so it may be a
-   bare answer or a whole reference solution.
+   sentences is in ``spans``). Candidates joined by hedging words ("either 5 or 7", "12, but
+   maybe 15") are alternatives; a completion that does not stand by its answer (it
+   reconsiders after it and never concludes, says it only "might be", or loops) has none
+   (``commitment``). The gold answer goes through the same step (trusted: not checked for
+   commitment), so it may be a bare answer or a whole reference solution.
 2. ``parse.read_answer``: what kind of answer it is (number, list, tuple, set, interval,
-   inequality, equation, assignment ``x = 5``, matrix, ratio, text: the node types of
-   ``nodes``), with units, currency, ``%`` and degree marks recognised, digit grouping
-   (``1,000``, ``1\\,000``, ``14{,}916``) and mixed numbers (``3\\frac{1}{2}``, ``3 1/2``)
-   resolved (``normalize``).
+   inequality, equation, assignment ``x = 5`` or ``f^{-1}(x) = 2x+3``, matrix, ratio, text:
+   the node types of ``nodes``), with units, currency, ``%`` and degree marks recognised,
+   digit grouping (``1,000``, ``1\\,000``, ``14{,}916``) and mixed numbers (``3\\frac{1}{2}``,
+   ``3 1/2``) resolved (``normalize``), and everyday forms rewritten (``forms``): repeating
+   decimals (``0.\\overline{3}`` is exactly 1/3), the reals (``\\mathbb{R}`` is
+   ``(-\\infty, \\infty)``), numbers in ``\\text{}``, thousands of redundant braces.
 3. ``compare.compare``: structural comparison. Plain numbers are compared exactly with
    :class:`fractions.Fraction` in the calling process (``compare.FastOps``); anything
    needing SymPy (``equivalence.judge``, with LaTeX parsed by ``latex2sympy2_extended`` in
@@ -26,15 +31,29 @@ registration as ``math``, :func:`verify_math`, :func:`verify_math_batch` and the
 control (:func:`start_workers`, :func:`stop_workers`); it never imports SymPy.
 
 Verdict reasons: ``ok``; ``wrong``; ``unparseable`` (no final answer, an empty box, an
-unreadable answer, or a hedge such as "14 or 16" when the gold is one value); ``truncated``
+unreadable or undefined answer, a hedge such as "14 or 16" when the gold is one value, or an
+answer the completion does not commit to); ``truncated``
 (``finish_reason == "length"``: the completion was cut off, so its trace never finished
 and it is neither trained on nor counted as wrong); ``timeout`` (the time or memory limit
 was hit, or an exact value would be astronomically large, e.g. ``9^{9^{9^9}}``); ``error``
-(the gold answer could not be read).
+(the gold answer could not be read, or is undefined: ``\\frac{1}{0}``).
 
 Exactness: two exact values are equal only if they are equal exactly (``1/2004!`` is not
 ``1/2006!``). A decimal written by the model is not an exact value: ``0.333`` matches ``1/3``
-only under a configured tolerance (``float_rounding`` or ``rel_tol``).
+only under a configured tolerance (``float_rounding`` or ``rel_tol``). An undefined value (a
+division by zero, ``\\infty - \\infty``) equals nothing, not even itself.
+
+Inequalities and sets: a set written as an interval or a union (``(-\\infty, -2) \\cup (3,
+\\infty)``, or ``x \\in`` one) answers a gold inequality that describes it (``x < -2`` or
+``x > 3``), and two inequalities (compound ones included) match when they describe the same
+set of the same variable. Open and closed ends must agree, and so must the variable where both
+sides name one (``y \\in (1, 2)`` does not answer ``1 < x < 2``). The converse, an inequality for
+a gold interval, is accepted only with ``relation_matches_set``, and the default stays off:
+an interval gold almost always comes from a problem that asks for interval notation ("express
+your answer in interval notation"), an inequality then does not give the answer in the form
+asked for, and the reference graders agree (Math-Verify's ``allow_set_relation_comp`` is off by
+default; the public benchmark labels ``-2 \\le x \\le 7`` for ``x \\in [-2, 7]`` not equivalent
+under that setting). With the option on, the inequality must describe exactly the gold set.
 """
 
 from __future__ import annotations
@@ -56,7 +75,7 @@ from starloop.verifiers.registry import VerifyItem, register_verifier
 
 __all__ = ["MathConfig", "count_reasons", "extract_answer", "verify_math", "verify_math_batch"]
 
-VERSION = "1.0"
+VERSION = "1.1"
 ANSWER_FORMAT = "Put your final answer in \\boxed{}."
 _WORKER_MODULE = "starloop.verifiers.math.equivalence"
 
@@ -68,7 +87,7 @@ def _options(config: MathConfig) -> dict[str, Any]:
 @lru_cache(maxsize=4096)
 def _gold(answer: str) -> tuple[str, list[Node] | None, str]:
     """The gold answer text, its structure (None if unreadable) and why it is unreadable."""
-    found = find_answer(answer).answer
+    found = find_answer(answer, trusted=True).answer
     text = found if found else answer.strip()
     try:
         return text, read_answer(text), ""

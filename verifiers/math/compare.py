@@ -7,18 +7,36 @@ numbers (integers, decimals, fractions, mixed numbers, scientific notation) exac
 :class:`fractions.Fraction` and raises :class:`Undecided` for anything else; the worker
 processes use the SymPy ops of :mod:`~starloop.verifiers.math.equivalence`. Pure Python, no
 SymPy: this module runs in the calling process for the cheap cases and in the workers for
-the rest.
+the rest; its helpers (hedges, multisets, text, which answers could be undefined) are in
+:mod:`~starloop.verifiers.math.matching`.
+
+Sets and inequalities (see the verifier's docstring): an inequality, compound ones included
+(``x < -2 or x > 3``), is compared with another as the set it describes, in the same
+variable; a set (an interval, a union, ``x \\in`` one) answers a gold inequality; an
+inequality answers a gold set only with ``relation_matches_set``. Identical texts that could
+be undefined (``\\frac{1}{0}``) are not equal until evaluated. Alternatives ("14 or 16") for a
+one-valued gold are a hedge, unless every alternative is that value ("1/2, or 50%").
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from starloop.verifiers.math.config import MathConfig
+from starloop.verifiers.math.matching import (
+    alternatives,
+    is_hedge,
+    may_be_undefined,
+    membership,
+    multiset_eq,
+    relational,
+    text_eq,
+    text_may_be_undefined,
+    unwrap,
+)
 from starloop.verifiers.math.nodes import (
     MAX_DEPTH,
     Assign,
@@ -35,7 +53,7 @@ from starloop.verifiers.math.nodes import (
     Unreadable,
     fast_number,
 )
-from starloop.verifiers.math.parse import label_key, text_key
+from starloop.verifiers.math.parse import label_key
 
 
 class Undecided(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -82,7 +100,12 @@ class LeafOps:
     def relations_eq(self, p: Rel, g: Rel) -> bool:
         raise Undecided
 
-    def relation_set_eq(self, rel: Rel, other: Node, rel_is_pred: bool = False) -> bool:
+    def relation_set_eq(self, rel: Node, other: Node, rel_is_pred: bool = False) -> bool:
+        """An inequality (or a union with inequalities) against a set (or ``x \\in`` a set)."""
+        raise Undecided
+
+    def relation_sets_eq(self, p: Node, g: Node) -> bool:
+        """Two inequalities or unions of inequalities: the same set of the same variable."""
         raise Undecided
 
     def sets_eq(self, p: Node, g: Node) -> bool:
@@ -99,7 +122,8 @@ class FastOps(LeafOps):
     config: MathConfig = field(default_factory=MathConfig)
 
     def leaf_eq(self, p: Leaf, g: Leaf) -> bool:
-        if p == g or (p.text == g.text and p.degrees == g.degrees and not (p.percent ^ g.percent)):
+        same = p == g or (p.text == g.text and p.degrees == g.degrees and not (p.percent ^ g.percent))
+        if same and not text_may_be_undefined(p.text):
             return True
         a, b = fast_number(p.text), fast_number(g.text)
         if a is None or b is None:
@@ -130,73 +154,6 @@ def values_match(
 _UNORDERED = ("list", "alts", "set", "pm")
 
 
-def _unwrap(n: Node) -> Node:
-    while isinstance(n, Seq) and len(n.items) == 1 and n.kind in ("list", "alts", "set", "pm"):
-        n = n.items[0]
-    return n
-
-
-def _size(n: Node) -> int:
-    n = _unwrap(n)
-    if isinstance(n, Seq):
-        return len(n.items)
-    if isinstance(n, Assign):
-        return _size(n.value)
-    return 1
-
-
-def is_hedge(p: Node, g: Node) -> bool:
-    """A prediction that offers alternatives ("14 or 16") where the gold is one value."""
-    p = _unwrap(p)
-    if isinstance(p, Assign):
-        p = _unwrap(p.value)
-    if not (isinstance(p, Seq) and p.kind == "alts" and len(p.items) > 1):
-        return False
-    return _size(g) == 1
-
-
-def multiset_eq(ps: list[Node], gs: list[Node], eq: Callable[[Node, Node], bool]) -> bool:
-    """Whether ``ps`` and ``gs`` hold the same items under ``eq``, in any order (repeats ignored)."""
-    ps, gs = _dedupe(ps, eq), _dedupe(gs, eq)
-    if len(ps) != len(gs):
-        return False
-    unmatched = list(range(len(ps)))
-    for g in gs:
-        for k in unmatched:
-            if eq(ps[k], g):
-                unmatched.remove(k)
-                break
-        else:
-            return False
-    return True
-
-
-def _dedupe(items: list[Node], eq: Callable[[Node, Node], bool]) -> list[Node]:
-    out: list[Node] = []
-    for it in items:
-        if not any(it == o or eq(it, o) for o in out):
-            out.append(it)
-    return out
-
-
-def text_eq(p: Node, g: Node) -> bool:
-    """Two textual answers (words, or a single letter, which is case-sensitive)."""
-    pt, gt = _text_of(p), _text_of(g)
-    if pt is None or gt is None:
-        return False
-    if len(pt) > 1 or len(gt) > 1:
-        return pt.lower() == gt.lower()
-    return pt == gt
-
-
-def _text_of(n: Node) -> str | None:
-    if isinstance(n, Text):
-        return n.value
-    if isinstance(n, Leaf) and re.fullmatch(r"[A-Za-z][A-Za-z' ]*", n.text):
-        return text_key(n.text)
-    return None
-
-
 class Comparator:
     """Structural equivalence of two answers; the scalars go to ``ops``."""
 
@@ -207,11 +164,13 @@ class Comparator:
     def eq(self, p: Node, g: Node, depth: int = 0) -> bool:
         if depth > MAX_DEPTH:
             raise Unreadable("answer is nested too deeply")
-        p, g = _unwrap(p), _unwrap(g)
-        if p == g:
+        p, g = unwrap(p), unwrap(g)
+        if p == g and not may_be_undefined(p):
             return True
         d = depth + 1
         strict = self.config.strict_variables
+        if (membership(p) and relational(g)) or (relational(p) and membership(g)):
+            return self._set_eq(p, g, d)  # x \in [a, b] against an inequality: the variable counts
         if isinstance(p, Assign) and isinstance(g, Assign):
             if label_key(p.label) == label_key(g.label) or not strict:
                 return self.eq(p.value, g.value, d)
@@ -247,7 +206,7 @@ class Comparator:
         return lambda a, b: self.eq(a, b, depth)
 
     def _assign_as_equation(self, a: Assign, e: Equation) -> bool:
-        value = _unwrap(a.value)
+        value = unwrap(a.value)
         if not isinstance(value, Leaf) or a.label_leaf is None:
             return False
         return self.ops.equations_eq(Equation(a.label_leaf, value), e)
@@ -311,15 +270,15 @@ class Comparator:
         return multiset_eq(list(p.items), list(g.items), self._at(d))
 
     def _set_eq(self, p: Node, g: Node, d: int) -> bool:
+        if relational(p) and relational(g):
+            return self.ops.relation_sets_eq(p, g)
+        if relational(g):  # a set for an inequality gold: the same answer, always
+            return self.ops.relation_set_eq(g, p, False)
+        if relational(p):  # an inequality for a set gold: only if so configured (see MathConfig)
+            return self.config.relation_matches_set and self.ops.relation_set_eq(p, g, True)
         if isinstance(p, Interval) and isinstance(g, Interval):
             return (p.lo_closed == g.lo_closed and p.hi_closed == g.hi_closed
                     and self.eq(p.lo, g.lo, d) and self.eq(p.hi, g.hi, d))
-        if isinstance(g, Rel):
-            return self.ops.relation_set_eq(g, p, False)
-        if isinstance(p, Rel):
-            if self.config.relation_matches_set:
-                return self.ops.relation_set_eq(p, g, True)
-            return False
         if isinstance(p, SetUnion) and isinstance(g, SetUnion) and len(p.items) == len(g.items):
             try:
                 if multiset_eq(list(p.items), list(g.items), self._at(d)):
@@ -338,19 +297,6 @@ class Comparator:
         return False
 
 
-def leaf_texts(node: Any) -> set[str]:
-    """The text of every scalar inside a structure."""
-    if isinstance(node, Leaf):
-        return {node.text}
-    if isinstance(node, (list, tuple)):
-        return set().union(*(leaf_texts(n) for n in node)) if node else set()
-    out: set[str] = set()
-    for name in ("items", "parts", "rows", "value", "lhs", "rhs", "lo", "hi", "label_leaf"):
-        if hasattr(node, name):
-            out |= leaf_texts(getattr(node, name))
-    return out
-
-
 def compare(preds: list[Node], golds: list[Node], ops: LeafOps, config: MathConfig) -> tuple[str, str]:
     """(reason, detail) for the prediction readings against the gold readings."""
     cmp = Comparator(ops, config)
@@ -359,6 +305,11 @@ def compare(preds: list[Node], golds: list[Node], ops: LeafOps, config: MathConf
     for p in preds:
         for g in golds:
             if is_hedge(p, g):
+                try:  # "1/2, or 50%": the same value written twice is not a hedge
+                    if all(cmp.eq(alt, g) for alt in alternatives(p)):
+                        return "ok", "equivalent (every alternative)"
+                except Undecided:
+                    undecided = True
                 hedged = True
                 continue
             try:

@@ -24,8 +24,9 @@ class MathConfig:
     unordered_lists: bool = True
     """A bare list of answers (``1, 2``) matches in any order; False: order matters."""
     relation_matches_set: bool = False
-    """Accept an inequality (``-2 \\le x \\le 7``) for a gold interval (``[-2, 7]``); the
-    reverse (an interval for a gold inequality) is always accepted."""
+    """Accept an inequality (``-2 \\le x \\le 7``, ``x < -2`` or ``x > 3``) for a gold interval or
+    union (``[-2, 7]``) when it describes exactly that set; the reverse (an interval for a gold
+    inequality) is always accepted. Off by default: see the math verifier's docstring."""
     strict_variables: bool = True
     """Variable names must match; False: ``f(y)`` matches ``f(x)``."""
 

@@ -17,7 +17,11 @@ that precision at every one of several points); when it can do neither, SymPy's
 ``simplify`` decides. A decimal matches an exact value only under the configured tolerance
 (``float_rounding`` / ``rel_tol``). Numbers whose exact value would have more than
 ``MAX_DIGITS`` digits (power towers, huge factorials) are not expanded: they raise
-:class:`~starloop.verifiers.math.sympy_values.TooLarge`, reported as ``timeout``.
+:class:`~starloop.verifiers.math.sympy_values.TooLarge`, reported as ``timeout``. An undefined
+scalar (SymPy's ``zoo`` or ``nan``: ``\\frac{1}{0}``, ``\\infty - \\infty``) is unreadable, so it
+equals nothing: an ``error`` for the gold (which is read first), ``unparseable`` for an answer.
+Inequalities, unions of inequalities (``x < -2 or x > 3``) and ``x \\in`` a set become SymPy
+sets of one named variable.
 
 Imports SymPy at module level: only the worker processes import this module.
 """
@@ -31,9 +35,11 @@ from typing import Any
 
 import sympy
 
-from starloop.verifiers.math.compare import FastOps, LeafOps, Undecided, compare, leaf_texts
+from starloop.verifiers.math.compare import FastOps, LeafOps, Undecided, compare
 from starloop.verifiers.math.config import MathConfig
+from starloop.verifiers.math.matching import leaf_texts
 from starloop.verifiers.math.nodes import (
+    Assign,
     Equation,
     Interval,
     Leaf,
@@ -89,8 +95,8 @@ class SympyOps(LeafOps):
         if bp or bg:  # 204_5: a numeral in base 5, equal only to the same numeral
             return bool(bp and bg and int(bp.group(1)) == int(bg.group(1)) and bp.group(2) == bg.group(2))
         try:
+            b = self._expr(g, "gold")  # the gold first: an unreadable gold is an error, whatever the answer
             a = self._expr(p, "pred")
-            b = self._expr(g, "gold")
         except ParseFailure:
             return False
         return self._values_eq(a, b, p, g)
@@ -128,8 +134,8 @@ class SympyOps(LeafOps):
     # -- equations, relations, sets
     def equations_eq(self, p: Equation, g: Equation) -> bool:
         try:
-            d1 = self._expr(p.lhs, "pred") - self._expr(p.rhs, "pred")
             d2 = self._expr(g.lhs, "gold") - self._expr(g.rhs, "gold")
+            d1 = self._expr(p.lhs, "pred") - self._expr(p.rhs, "pred")
         except (ParseFailure, TypeError):
             return False
         if not (isinstance(d1, sympy.Expr) and isinstance(d2, sympy.Expr)):
@@ -146,13 +152,13 @@ class SympyOps(LeafOps):
 
     def relations_eq(self, p: Rel, g: Rel) -> bool:
         try:
-            pr, gr = _relations(p, self._expr), _relations(g, self._expr)
+            gr, pr = _relations(g, self._expr), _relations(p, self._expr)
         except (ParseFailure, TypeError):
             return False
         if pr == gr:
             return True
         try:
-            ps, gs = _relation_set(p, self._expr), _relation_set(g, self._expr)
+            ps, gs = _relation_set(p, self._expr)[0], _relation_set(g, self._expr)[0]
             psym = set().union(*[unwrap_functions(r).free_symbols for r in pr])
             gsym = set().union(*[unwrap_functions(r).free_symbols for r in gr])
             if psym == gsym:
@@ -161,13 +167,29 @@ class SympyOps(LeafOps):
             pass
         return normal_forms_eq(pr, gr)
 
-    def relation_set_eq(self, rel: Rel, other: Node, rel_is_pred: bool = False) -> bool:
+    def relation_set_eq(self, rel: Node, other: Node, rel_is_pred: bool = False) -> bool:
         try:
-            rs = _relation_set(rel, self._expr)
-            os_ = _as_set(other)
+            if rel_is_pred:
+                os_ = _as_set(other.value if isinstance(other, Assign) else other)
+                rs, x = _relational_set(rel, self._expr)
+            else:
+                rs, x = _relational_set(rel, self._expr)
+                os_ = _as_set(other.value if isinstance(other, Assign) else other)
         except (ParseFailure, NotImplementedError, TypeError, ValueError):
             return False
+        if isinstance(other, Assign) and self.config.strict_variables and not _names(other.label, x):
+            return False  # x \in [a, b] is not y \ge a
         return sets_equal(rs, os_)
+
+    def relation_sets_eq(self, p: Node, g: Node) -> bool:
+        try:
+            gs, gx = _relational_set(g, self._expr)
+            ps, px = _relational_set(p, self._expr)
+        except (ParseFailure, NotImplementedError, TypeError, ValueError):
+            return False
+        if self.config.strict_variables and px.name != gx.name:
+            return False
+        return sets_equal(ps, gs)
 
     def sets_eq(self, p: Node, g: Node) -> bool:
         try:
@@ -183,30 +205,67 @@ class SympyOps(LeafOps):
             return False
         if not isinstance(value, sympy.MatrixBase) or not isinstance(other, Matrix):
             return False
-        rows = [[to_sympy(c.text) for c in row] for row in other.rows]
+        try:
+            rows = [[to_sympy(c.text) for c in row] for row in other.rows]
+        except ParseFailure:
+            return False
         return self.exact_eq(value, sympy.Matrix(rows))
 
 
 # --------------------------------------------------------------------------- relations and sets as SymPy
 
 
-def _relations(rel: Rel, read: Callable[[Leaf], Any]) -> list[Any]:
+def _relations(rel: Rel, read: Callable[[Leaf], Any], evaluate: bool = True) -> list[Any]:
     """``a < b <= c`` as the SymPy relations ``[a < b, b <= c]`` (``read``: a scalar's SymPy value)."""
     exprs = [read(part) for part in rel.parts]
     ops = {"<": sympy.StrictLessThan, "<=": sympy.LessThan, ">": sympy.StrictGreaterThan,
            ">=": sympy.GreaterThan, "!=": sympy.Ne}
-    return [ops[op](exprs[k], exprs[k + 1]) for k, op in enumerate(rel.ops)]
+    return [ops[op](exprs[k], exprs[k + 1], evaluate=evaluate) for k, op in enumerate(rel.ops)]
 
 
-def _relation_set(rel: Rel, read: Callable[[Leaf], Any]) -> Any:
-    """The set of values of its one variable that satisfy a relation chain."""
+def _relation_set(rel: Rel, read: Callable[[Leaf], Any]) -> tuple[Any, Any]:
+    """The set of values of its one variable that satisfy a relation chain, and that variable."""
     rels = [unwrap_functions(r) for r in _relations(rel, read)]
     combined = sympy.And(*rels)
     symbols = combined.free_symbols
+    if not symbols:  # -\infty < x < \infty: each bound holds for every real x
+        rels = [unwrap_functions(r) for r in _relations(rel, read, evaluate=False)]
+        symbols = sympy.And(*rels, evaluate=False).free_symbols
+        if len(symbols) == 1 and all(r.free_symbols for r in rels):
+            return sympy.Interval(-sympy.oo, sympy.oo) if combined is sympy.true else sympy.EmptySet, symbols.pop()
     if len(symbols) != 1:
         raise ParseFailure("not a relation in one variable")
-    quick = isolated_interval(rels, next(iter(symbols)))
-    return quick if quick is not None else combined.as_set()
+    x = next(iter(symbols))
+    quick = isolated_interval(rels, x)
+    return (quick if quick is not None else combined.as_set()), x
+
+
+def _relational_set(node: Node, read: Callable[[Leaf], Any]) -> tuple[Any, Any]:
+    """An inequality, or a union of inequalities (and sets) in one variable: (its set, the variable)."""
+    if isinstance(node, Rel):
+        return _relation_set(node, read)
+    if not isinstance(node, SetUnion):
+        raise ParseFailure("not a relation")
+    pieces, variables = [], set()
+    for item in node.items:
+        if isinstance(item, Rel):
+            piece, x = _relation_set(item, read)
+            variables.add(x)
+            pieces.append(piece)
+        else:
+            pieces.append(_as_set(item))
+    if len(variables) != 1:
+        raise ParseFailure("inequalities in several variables")
+    return sympy.Union(*pieces), variables.pop()
+
+
+def _names(label: str, x: Any) -> bool:
+    """Whether ``label`` (``x``, ``f(x)``) names the variable ``x`` of a relation."""
+    try:
+        named = unwrap_functions(to_sympy(label))
+    except ParseFailure:
+        return False
+    return isinstance(named, sympy.Symbol) and named.name == x.name
 
 
 def _as_set(node: Node) -> Any:

@@ -16,6 +16,12 @@ Where the answer is read from, the latest in the text wins:
    else the last math span (``$x$``, ``\\(x\\)``, ``\\[x\\]``) or number of the last sentence
    that has one, taking what follows "is" when the sentence has it.
 
+Candidates joined by hedging words ("either 5 or 7", "12, but maybe 15") or offered right
+after the answer ("The answer is 5. Or maybe 7.") are read together as alternatives. A
+completion that does not stand by its answer (it reconsiders after it and never concludes,
+states it only as a possibility, or is caught in a repetition loop) has none: see
+:mod:`starloop.verifiers.math.commitment`. A reference solution (``trusted``) is not checked.
+
 Inline math (``$...$``, ``\\(...\\)``) does not span lines; display math (``$$``, ``\\[``) does.
 The scanning of math spans, boxes and sentences is in :mod:`starloop.verifiers.math.spans`.
 """
@@ -25,6 +31,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from starloop.verifiers.math.commitment import TAIL_HEDGE, hedge_words, uncommitted
+from starloop.verifiers.math.forms import flatten_braces
 from starloop.verifiers.math.spans import (
     Span,
     combined_boxes,
@@ -49,6 +57,7 @@ _ANCHOR = re.compile(
 )
 _HASHES = re.compile(r"####[ \t]*")
 _PROSE_WORD = re.compile(r"(?<![\w\\])[A-Za-z]{3,}(?!\w)")
+_WORD = re.compile(r"[A-Za-z]+")
 _NOT_PROSE = {
     "and", "or", "pct", "percent", "percentage", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc",
     "log", "exp", "infty", "infinity", "inf", "mod", "gcd", "lcm", "max", "min", "deg", "degrees",
@@ -72,6 +81,7 @@ class Extraction:
     source: str  # "boxed", "phrase", "bare", "last-math" or "none"
     unclosed: bool = False
     detail: str = ""
+    withdrawn: bool = False  # an answer was found, but the completion does not stand by it
 
 
 
@@ -129,7 +139,13 @@ def _answer_from_sentence(segment: str, split_is: bool = True) -> tuple[str | No
     nums = list(_NUMBER.finditer(seg))
     if nums:
         # "is 19 because ..." states the value first; "it's not 10, it's 12" last.
-        return nums[0 if after_is else -1].group(0).strip(), "phrase"
+        k = 0 if after_is else len(nums) - 1
+        lo, hi = k, k  # "either 5 or 7", "12, but maybe 15": alternatives
+        while lo > 0 and hedge_words(_WORD.findall(seg[nums[lo - 1].end() : nums[lo].start()])):
+            lo -= 1
+        while hi + 1 < len(nums) and hedge_words(_WORD.findall(seg[nums[hi].end() : nums[hi + 1].start()])):
+            hi += 1
+        return " or ".join(n.group(0).strip() for n in nums[lo : hi + 1]), "phrase"
     words = seg.strip().rstrip(".")
     if len(words.split()) <= 4:
         return _strip_math(words) or None, "phrase"
@@ -147,16 +163,17 @@ def _clean(text: str) -> str:
 MAX_PHRASES = 40
 
 
-def _phrase_candidates(text: str, spans: list[Span], span_at: dict[int, Span]) -> list[tuple[int, str]]:
-    """(position, answer text) for the answer phrases, latest first ("" when one has no content).
+def _phrase_candidates(text: str, spans: list[Span], span_at: dict[int, Span]) -> list[tuple[int, str, int]]:
+    """(position, answer text, end of its sentence) for the answer phrases, in order ("" when one
+    has no content).
 
     Only the last ``MAX_PHRASES`` phrases are read: the latest one with content wins.
     """
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str, int]] = []
     for m in _HASHES.finditer(text):
         eol = text.find("\n", m.end())
-        line = text[m.end() : eol if eol >= 0 else len(text)]
-        found.append((m.start(), _strip_math(line)))
+        eol = eol if eol >= 0 else len(text)
+        found.append((m.start(), _strip_math(text[m.end() : eol]), eol))
     inside = inside_checker(spans)
     anchors = [m for m in _ANCHOR.finditer(text) if not inside(m.start())]
     for m in anchors[-MAX_PHRASES:]:
@@ -176,7 +193,7 @@ def _phrase_candidates(text: str, spans: list[Span], span_at: dict[int, Span]) -
         # "Final Answer: The volume is 120." states the value after "is"; "the answer is x" already did.
         heading = m.group("sep") in (None, ":") and m.group("kind").lower() == "final answer"
         answer, _ = _answer_from_sentence(text[start:end], split_is=heading or m.group("sep") == ":")
-        found.append((m.start(), answer or ""))
+        found.append((m.start(), answer or "", end))
     found.sort(key=lambda x: x[0])
     return found
 
@@ -192,12 +209,12 @@ def _is_bare_answer(text: str, spans: list[Span]) -> bool:
     return not prose
 
 
-def _fallback(text: str, spans: list[Span], span_at: dict[int, Span]) -> Extraction:
+def _fallback(text: str, spans: list[Span], span_at: dict[int, Span]) -> tuple[Extraction, int, int]:
     stripped = text.strip()
     if not stripped:
-        return Extraction(None, "none", detail="empty completion")
+        return Extraction(None, "none", detail="empty completion"), 0, len(text)
     if _is_bare_answer(stripped, spans):
-        return Extraction(_strip_math(stripped) or None, "bare")
+        return Extraction(_strip_math(stripped) or None, "bare"), 0, len(text)
     # The last sentence that carries math or a number.
     sentences = split_sentences(text, span_at)
     for start, end in reversed(sentences):
@@ -213,49 +230,84 @@ def _fallback(text: str, spans: list[Span], span_at: dict[int, Span]) -> Extract
             elif nums:
                 answer = nums[-1].group(0)
         if answer:
-            return Extraction(answer, "last-math")
+            return Extraction(answer, "last-math"), start, end
     words = stripped.rstrip(".")
     if len(words.split()) <= 3 and len(words) <= 60:
-        return Extraction(words, "bare")
-    return Extraction(None, "none", detail="no final answer found")
+        return Extraction(words, "bare"), 0, len(text)
+    return Extraction(None, "none", detail="no final answer found"), 0, len(text)
 
 
-def find_answer(text: str) -> Extraction:
-    """Locate the final answer in ``text`` (a completion or a reference solution)."""
-    think_end = text.rfind("</think>")
-    if think_end >= 0:
-        tail = find_answer(text[think_end + len("</think>") :])
-        if tail.answer is not None or tail.unclosed:
-            return tail
-    text = _clean(text)
-    spans = math_spans(text)
-    span_at = {s.start: s for s in spans}
+def _sentence_start(text: str, pos: int) -> int:
+    return max(text.rfind(c, 0, pos) for c in ".!?\n") + 1
+
+
+def _locate(text: str, spans: list[Span], span_at: dict[int, Span]) -> tuple[Extraction, int, int]:
+    """The final answer of (cleaned) ``text``, with the start and end of the sentence or box it is in."""
     boxes = find_boxes(text)
     phrases = _phrase_candidates(text, spans, span_at)
     box_pos = boxes[-1].start if boxes else -1
     # The latest phrase with content wins over an earlier box; a content-free phrase only
     # counts when there is no box at all.
-    for pos, answer in reversed(phrases):
+    for pos, answer, end in reversed(phrases):
         if pos <= box_pos:
             break
         if answer and (_has_math(answer) or not boxes):
-            return _bounded(Extraction(answer, "phrase"))
+            return Extraction(answer, "phrase"), _sentence_start(text, pos), end
     if boxes:
         answer, unclosed = combined_boxes(text, boxes)
         answer = _strip_math(answer) if "$" in answer else answer.strip()
         if not answer:
-            return Extraction("", "boxed", unclosed, detail="empty \\boxed{}")
-        return _bounded(Extraction(answer, "boxed", unclosed))
-    for _pos, answer in reversed(phrases):
+            return Extraction("", "boxed", unclosed, detail="empty \\boxed{}"), box_pos, boxes[-1].end
+        return Extraction(answer, "boxed", unclosed), box_pos, boxes[-1].end
+    for pos, answer, end in reversed(phrases):
         if answer:
-            return _bounded(Extraction(answer, "phrase"))
+            return Extraction(answer, "phrase"), _sentence_start(text, pos), end
     if phrases:
-        return Extraction(None, "phrase", detail="answer phrase without a readable answer")
-    return _bounded(_fallback(text, spans, span_at))
+        return Extraction(None, "phrase", detail="answer phrase without a readable answer"), 0, len(text)
+    return _fallback(text, spans, span_at)
+
+
+def _with_tail_hedge(text: str, ex: Extraction, end: int, span_at: dict[int, Span]) -> tuple[Extraction, int]:
+    """"The answer is 5. Or maybe 7.": the candidate offered after the answer joins it as an alternative."""
+    m = TAIL_HEDGE.match(text, end)
+    if m is None or ex.answer is None:
+        return ex, end
+    stop = sentence_end(text, m.end(), span_at)
+    candidate, _ = _answer_from_sentence(text[m.end() : stop])
+    if not candidate or not _has_math(candidate):
+        return ex, end
+    return Extraction(f"{ex.answer} or {candidate}", ex.source, ex.unclosed, ex.detail), stop
+
+
+def find_answer(text: str, trusted: bool = False) -> Extraction:
+    """Locate the final answer in ``text``: a completion, or (``trusted``) a reference solution.
+
+    A completion's answer is withdrawn (``answer`` None, ``withdrawn``) when the completion does
+    not stand by it (:func:`~starloop.verifiers.math.commitment.uncommitted`); a reference
+    solution is trusted.
+    """
+    think_end = text.rfind("</think>")
+    if think_end >= 0:
+        tail = find_answer(text[think_end + len("</think>") :], trusted)
+        if tail.answer is not None or tail.unclosed or tail.withdrawn:
+            return tail
+    text = _clean(text)
+    spans = math_spans(text)
+    span_at = {s.start: s for s in spans}
+    ex, start, end = _locate(text, spans, span_at)
+    if ex.answer and not trusted:
+        ex, end = _with_tail_hedge(text, ex, end, span_at)
+        why = uncommitted(text, start, end, ex.source == "boxed")
+        if why:
+            return Extraction(None, ex.source, ex.unclosed, detail=why, withdrawn=True)
+    return _bounded(ex)
 
 
 def _bounded(ex: Extraction) -> Extraction:
     if ex.answer is not None and len(ex.answer) > MAX_ANSWER_CHARS:
+        flat = flatten_braces(ex.answer)  # {{{...{7}...}}}: redundant braces do not count
+        if len(flat) <= MAX_ANSWER_CHARS:
+            return Extraction(flat, ex.source, ex.unclosed, ex.detail)
         return Extraction(None, ex.source, ex.unclosed, detail=f"answer longer than {MAX_ANSWER_CHARS} characters")
     return ex
 

@@ -1,16 +1,18 @@
 """Canonical spelling of an answer text, and bracket-aware scanning of it.
 
 :func:`normalize` rewrites the many spellings of one answer into one (LaTeX variants,
-spacing, unicode, digit grouping such as ``14{,}916`` and ``1\\,000``); the helpers below
-split a text at top-level separators only (``()[]{}`` and ``\\begin``/``\\end`` nest), join
-digit groups (``7,425,000``) and remove wrappers around a whole answer. Used by
-:mod:`starloop.verifiers.math.parse`; pure Python.
+spacing, unicode, digit grouping such as ``14{,}916`` and ``1\\,000``, and the answer forms of
+:mod:`~starloop.verifiers.math.forms`: repeating decimals, the reals, numbers in
+``\\text{}``); the helpers below split a text at top-level separators only (``()[]{}`` and
+``\\begin``/``\\end`` nest), join digit groups (``7,425,000``) and remove wrappers around a
+whole answer. Used by :mod:`starloop.verifiers.math.parse`; pure Python.
 """
 
 from __future__ import annotations
 
 import re
 
+from starloop.verifiers.math.forms import real_line, repeating_decimals, text_numbers
 from starloop.verifiers.math.nodes import MAX_DEPTH, Unreadable
 
 _KNOWN_CMDS = (
@@ -18,7 +20,7 @@ _KNOWN_CMDS = (
     "fbox|text|textbf|textit|textrm|mathrm|mathbf|mbox|infty|pm|mp|in|cup|cap|sin|cos|tan|cot|"
     "sec|csc|log|ln|exp|circ|approx|quad|qquad|dots|ldots|cdots|theta|alpha|beta|gamma|delta|"
     "lambda|mu|sigma|omega|phi|emptyset|varnothing|angle|binom|dbinom|operatorname|mathbb|"
-    "langle|rangle|lfloor|rfloor|lceil|rceil|arcsin|arccos|arctan"
+    "langle|rangle|lfloor|rfloor|lceil|rceil|arcsin|arccos|arctan|overline|bar|lor|vee"
 )
 _DOUBLED_BACKSLASH = re.compile(r"(?<!\\)\\\\(?=(?:" + _KNOWN_CMDS + r")(?![A-Za-z])|[%$])")
 _UNICODE = {
@@ -65,6 +67,10 @@ def normalize(s: str) -> str:
     s = re.sub(r"\\sqrt\s*(\d|[A-Za-z](?![A-Za-z]))", r"\\sqrt{\1}", s)
     s = _TEXT_CMD.sub(r"\\text{", s)
     s = re.sub(r"\\text\{([A-Za-z])\}", r"\1", s)  # \mathrm{e}, \text{E}: a letter (\text{ m} is a unit)
+    s = text_numbers(s)  # \text{ 12 }: a number
+    s = repeating_decimals(s)  # 0.\overline{3} -> \frac{1}{3}
+    s = real_line(s)  # \mathbb{R} -> (-\infty, \infty)
+    s = re.sub(r"\\(?:lor|vee)(?![A-Za-z])", " or ", s)
     s = _DEGREE.sub("°", s)
     s = s.replace(r"\%", "%")
     s = re.sub(r"\\(?:ldots|cdots|dots|dotsc|dotsb)(?![A-Za-z])", " ", s)

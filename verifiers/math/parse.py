@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from starloop.verifiers.math.forms import flatten_braces
 from starloop.verifiers.math.nodes import (
     MAX_DEPTH,
     MAX_ITEMS,
@@ -76,6 +77,14 @@ _GLUED_UNIT = re.compile(
 _NUMBER_THEN_WORDS = re.compile(r"^([-+]?[\d.,/ ]*\d)\s+[A-Za-z]{2,}(?:[\s-]+[A-Za-z]+)*$")
 _CURRENCY = re.compile(r"\\\$|\$|€|£|¥|₹|(?<![A-Za-z])(?:USD|EUR|Rs\.?)(?![A-Za-z])")
 _PERCENT = re.compile(r"\s*(?:%|\bpercentage\b|\bpercent\b|\bpct\b)\s*$", re.IGNORECASE)
+_FUNC_LABEL = re.compile(
+    r"(?:[A-Za-z](?:_\{[^{}]*\}|_\w|\^\{\s*-\s*1\s*\}|\^-1|'+|\^\{?\s*\\prime\s*\}?|"
+    r"\^\{\s*\\prime\s*\\prime\s*\}|\^\{\s*\(\s*\d+\s*\)\s*\})*"
+    r"|\(\s*[A-Za-z]\s*(?:\\circ|°)\s*[A-Za-z]\s*\))"
+    r"\s*\(\s*[A-Za-z](?:_\w)?(?:\s*,\s*[A-Za-z](?:_\w)?)*\s*\)"
+)
+"""A function being defined: ``f(x)``, ``f^{-1}(x)``, ``g'(t)``, ``f_2(x, y)``, ``(f \\circ g)(x)``."""
+MAX_INPUT = 200_000
 _MATH_WORDS = {
     "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "arcsin", "arccos",
     "arctan", "sinh", "cosh", "tanh", "mod", "gcd", "lcm", "max", "min", "det", "infty", "inf",
@@ -83,7 +92,9 @@ _MATH_WORDS = {
 
 
 def is_label(s: str) -> bool:
-    """A name that a value is assigned to: ``x``, ``f(x)``, ``a_{37}``, ``|AB|``, ``(p,q)``, ``A:B``."""
+    """A name that a value is assigned to: ``x``, ``f(x)``, ``f^{-1}(x)``, ``a_{37}``, ``|AB|``, ``(p,q)``, ``A:B``."""
+    if _FUNC_LABEL.fullmatch(s.strip()):
+        return True
     t = re.sub(r"_\{[^{}]*\}|_\w", "", s)
     t = re.sub(r"\\text\{([^{}]*)\}", r"\1", t)
     t = re.sub(r"\\(?:frac|overline|vec|mathbf|angle|hat|bar)\b", "", t)
@@ -100,7 +111,8 @@ def label_key(s: str) -> str:
     t = re.sub(r"\\text\{([^{}]*)\}", r"\1", s)
     t = re.sub(r"_\{([^{}]*)\}", r"_\1", t)
     t = re.sub(r"\s+", "", t)
-    return re.sub(r"([A-Za-z])\([A-Za-z]\)", r"\1(.)", t)
+    t = re.sub(r"\^\{-1\}|\^-1", "^{-1}", t)
+    return re.sub(r"([A-Za-z}')])\([A-Za-z]\)", r"\1(.)", t)
 
 
 def _has_letters(s: str) -> bool:
@@ -112,6 +124,9 @@ def _has_letters(s: str) -> bool:
 
 def read_answer(s: str) -> list[Node]:
     """Structures for answer text ``s``: usually one; two for an ambiguous ``2,74``."""
+    if len(s) > MAX_INPUT:
+        raise Unreadable(f"answer longer than {MAX_INPUT} characters")
+    s = flatten_braces(s)  # {{{...{7}...}}}: thousands of redundant braces are one
     if len(s) > 5000:
         raise Unreadable("answer longer than 5000 characters")
     t = normalize(s)
@@ -158,6 +173,10 @@ def _parse_list(s: str, depth: int) -> Node:
 
 def _combine(kind: str, items: list[Node]) -> Node:
     """Group assignments: ``x = 1, 2`` and ``x = 1, x = 2`` are values of x; ``x = 1, y = 2`` names them."""
+    if kind == "alts":
+        union = _union_of_conditions(items)
+        if union is not None:
+            return union
     if all(isinstance(it, Assign) for it in items):
         keys = [label_key(it.label) for it in items]
         if len(set(keys)) == 1:
@@ -169,6 +188,25 @@ def _combine(kind: str, items: list[Node]) -> Node:
         first = items[0]
         return Assign(first.label, _seq(kind, [first.value, *items[1:]]), first.label_leaf)
     return _seq(kind, items)
+
+
+def _union_of_conditions(items: list[Node]) -> Node | None:
+    """``x < -2 or x > 3``, ``x \\in [0, 1] or x \\in [2, 3]``: one set (a logical "or"), not alternatives."""
+    labels: set[str] = set()
+    flat: list[Node] = []
+    for it in items:
+        if isinstance(it, Assign) and isinstance(it.value, (Interval, SetUnion)):
+            labels.add(label_key(it.label))
+            it = it.value
+        elif not isinstance(it, Rel):
+            return None
+        flat.extend(it.items if isinstance(it, SetUnion) else (it,))
+    if len(items) < 2 or len(labels) > 1:
+        return None
+    first = items[0]
+    if labels and all(isinstance(it, Assign) for it in items) and isinstance(first, Assign):
+        return Assign(first.label, SetUnion(tuple(flat)), first.label_leaf)
+    return SetUnion(tuple(flat))
 
 
 def _seq(kind: str, items: list[Node]) -> Seq:
@@ -263,8 +301,15 @@ def _parse_relation(parts: list[str], ops: list[str], depth: int) -> Node:
     if not all(parts):
         raise Unreadable("relation with an empty side")
     if "in" in ops:
-        if len(ops) == 1 and (is_label(parts[0]) or not parts[0]):
-            return _parse_list(parts[1], depth + 1)
+        if len(ops) == 1 and is_label(parts[0]):
+            value = _parse_list(parts[1], depth + 1)
+            if isinstance(value, Seq) and value.kind == "tuple" and len(value.items) == 2 and all(
+                isinstance(x, Leaf) for x in value.items
+            ):
+                value = Interval(value.items[0], value.items[1], False, False)  # x \in (a, b): an open interval
+            if isinstance(value, (Interval, SetUnion)):  # x \in [a, b]: a set, of the values of x
+                return Assign(parts[0], value, _leaf(parts[0]))
+            return value
         raise Unreadable("unsupported membership")
     if all(op == "=" for op in ops):
         first, last = parts[0], parts[-1]

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starloop.verifiers.math.commitment import hedge_words
+
 _BOX = re.compile(r"\\+(?:boxed|fbox)\b\s*")
 _CONNECTOR_WORDS = {"and", "or"}
 
@@ -149,7 +151,8 @@ def gap_connector(gap: str, strict: bool = False) -> str | None:
     """How two consecutive answers are joined: ", " / " or ", or None when they are separate.
 
     Boxes may be separated by a few words around a connector ("\\boxed{1} papers and
-    \\boxed{2} bins"); inline math only by connectors (``strict``): "$1$, $2$ and $3$".
+    \\boxed{2} bins"); inline math only by connectors (``strict``): "$1$, $2$ and $3$". Words
+    that hedge ("but maybe", "or possibly") join both as alternatives.
     """
     if len(gap) > 120:
         return None
@@ -157,6 +160,8 @@ def gap_connector(gap: str, strict: bool = False) -> str | None:
     lowered = [w.lower() for w in words]
     if not words:
         return ", "
+    if hedge_words(words):  # "12, but maybe 15": alternatives
+        return " or "
     if strict and not set(lowered) <= _CONNECTOR_WORDS:
         return None
     if len(words) <= 6 and _CONNECTOR_WORDS & set(lowered):

@@ -8,7 +8,11 @@
   extra runtime, whereas SymPy's parser needs a pinned ``antlr4`` and rejects much of it.
   Decimals are read as exact rationals (``10.5`` is ``21/2``) and mixed numbers as sums.
   Numbers whose exact value would have more than ``MAX_DIGITS`` digits (power towers, huge
-  factorials) are not expanded: they raise :class:`TooLarge`. Results are cached per text.
+  factorials) are not expanded: they raise :class:`TooLarge`. An undefined value (``zoo`` or
+  ``nan``: a division by zero, ``\\infty - \\infty``) raises :class:`Undefined`. Long chains of
+  nested square roots are collapsed into one power first
+  (:func:`~starloop.verifiers.math.forms.collapse_root_chains`), since the grammar recurses once
+  per level. Results are cached per text.
 - Numbers: reading SymPy values back as floats / fractions at a chosen precision.
 - Relations and sets: ``a < x <= b`` read directly as an interval, set equality, and
   inequalities in several variables compared in a normal form.
@@ -26,6 +30,8 @@ from typing import Any
 import sympy
 from latex2sympy2_extended.latex2sympy2 import latex2sympy
 
+from starloop.verifiers.math.forms import collapse_root_chains
+
 MAX_DIGITS = 200_000
 MAX_FACTORIAL = 20_000
 _CACHE: dict[str, Any] = {}
@@ -40,6 +46,10 @@ class ParseFailure(Exception):  # noqa: N818
     """A scalar could not be read as mathematics."""
 
 
+class Undefined(ParseFailure):
+    """A scalar has no value: a division by zero (``\\frac{1}{0}``), ``\\infty - \\infty``, ``\\log 0``..."""
+
+
 # --------------------------------------------------------------------------- parsing
 
 _PLAIN_FUNCS = re.compile(
@@ -52,7 +62,7 @@ _MIXED_SLASH = re.compile(r"(?<![\w.^_{}/])(\d+)\s+(\d+)\s*/\s*(\d+)(?![\w./])")
 
 def _prep(text: str) -> str:
     """Rewrite a scalar so that latex2sympy reads it exactly."""
-    s = text
+    s = collapse_root_chains(text)  # hundreds of nested square roots: one power
     s = s.replace("**", "^")
     s = _PLAIN_FUNCS.sub(r"\\\1", s)
     s = re.sub(r"\\sqrt\s*\(([^()]*)\)", r"\\sqrt{\1}", s)
@@ -89,9 +99,13 @@ def _estimate_log10(e: Any, depth: int = 0) -> float | None:
     if isinstance(e, sympy.Pow):
         base, exp = e.args
         lb = _estimate_log10(base, depth + 1)
+        if lb is not None and isinstance(exp, sympy.Rational) and abs(exp) <= 1:
+            return lb  # a root (16^{1/2^{300}}): no larger than its base
         le = _estimate_log10(exp, depth + 1)
         if lb is None or le is None:
             return None
+        if le > 12 and _at_most_one(exp):
+            return lb  # 2^{2^{-298}}: a tiny exponent (its size bound counts its digits)
         if le > 12:
             if lb > 0.0 and not (isinstance(base, sympy.Integer) and abs(int(base)) <= 1):
                 raise TooLarge("power too large to evaluate exactly")
@@ -131,6 +145,14 @@ def _estimate_log10(e: Any, depth: int = 0) -> float | None:
     for a in getattr(e, "args", ()):
         _estimate_log10(a, depth + 1)
     return None
+
+
+def _at_most_one(e: Any) -> bool:
+    """Whether a number of bounded size (its digits already estimated) has absolute value at most 1."""
+    try:
+        return bool(abs(sympy.N(e, 15)) <= 1)
+    except (TypeError, ValueError, ArithmeticError):
+        return False
 
 
 def to_sympy(text: str) -> Any:
@@ -176,6 +198,8 @@ def _to_sympy(text: str) -> Any:
         imaginary = [s for s in expr.free_symbols if s.name == "i"]
         if imaginary:
             expr = expr.subs({s: sympy.I for s in imaginary})
+    if isinstance(expr, (sympy.Basic, sympy.MatrixBase)) and expr.has(sympy.zoo, sympy.nan):
+        raise Undefined("undefined value (a division by zero or an indeterminate form)")
     return expr
 
 def clear_cache() -> None:
