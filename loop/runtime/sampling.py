@@ -99,9 +99,12 @@ class Sampling:
         if self.cfg.data_parallel_size > 1:
             self.release()
             key = shards.call_key(self.cfg, self.engine_seed, request, self.shard_fn)
-            parts = self.parts(key) if self.parts else Parts(tempfile.mkdtemp(prefix="starloop-shards-"))
-            return shards.sample_sharded(request, self.cfg, self.engine_seed, parts, self.shard_fn,
-                                         executor=self.executor)
+            if self.parts is not None:
+                return shards.sample_sharded(request, self.cfg, self.engine_seed, self.parts(key), self.shard_fn,
+                                             executor=self.executor)
+            with tempfile.TemporaryDirectory(prefix="starloop-shards-") as tmp:  # outside a run: nothing to resume
+                return shards.sample_sharded(request, self.cfg, self.engine_seed, Parts(tmp), self.shard_fn,
+                                             executor=self.executor)
         if self.isolate:
             self.release()
             with tempfile.TemporaryDirectory(prefix="starloop-sample-") as tmp:
