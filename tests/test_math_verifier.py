@@ -329,6 +329,49 @@ def test_batch_preserves_order_and_counts_reasons():
         assert verdicts[2].extracted == "x^2+2x+1" and verdicts[0].score == 1.0 and verdicts[1].score == 0.0
 
 
+def _mixed_items(n: int) -> list[VerifyItem]:
+    """Completions of every kind: exact numbers, SymPy comparisons, no answer, cut off, a bad gold."""
+    kinds = [("\\boxed{12}", "12", None), ("#### 1,234", "1234", None), ("\\boxed{13}", "12", None),
+             ("\\boxed{\\sqrt{8}}", "2\\sqrt{2}", None), ("\\boxed{x^2-1}", "(x-1)(x+1)", None),
+             ("\\boxed{x^2+1}", "(x-1)(x+1)", None), ("no answer here", "3", None), ("so it is", "5", "length"),
+             ("\\boxed{1}", "\\frac{1}{0}", None), ("\\boxed{(1, 2]}", "(1,2]", None)]
+    return [VerifyItem("Working it out: " + kinds[k % len(kinds)][0], Problem(id=f"p{k}", task="math", prompt="",
+                                                                       answer=kinds[k % len(kinds)][1]),
+                       kinds[k % len(kinds)][2]) for k in range(n)]
+
+
+def test_large_batches_are_triaged_on_the_workers_with_the_same_verdicts():
+    from starloop.verifiers.math import MIN_BATCH_FOR_WORKERS
+
+    items = _mixed_items(3 * MIN_BATCH_FOR_WORKERS + 7)
+    one_by_one = [verify_math(it.completion, it.problem, finish_reason=it.finish_reason) for it in items]
+    for workers in (1, 2):
+        batch = verify_batch("math", items, workers=workers)
+        assert [(v.reason, v.extracted, v.detail) for v in batch] == [
+            (v.reason, v.extracted, v.detail) for v in one_by_one]
+    assert {v.reason for v in one_by_one} == {"ok", "wrong", "unparseable", "truncated", "error"}
+
+
+def test_a_triage_chunk_that_fails_in_a_worker_is_triaged_in_the_caller(monkeypatch):
+    # Every job overruns a 1 ms limit and its worker is killed: the SymPy-free verdicts are
+    # then made in the calling process, none is lost, and the comparisons that need SymPy
+    # report the time limit.
+    import starloop.verifiers.math as math_verifier
+
+    monkeypatch.setattr(math_verifier, "TRIAGE_TIMEOUT", 0.0)
+    items = _mixed_items(80)
+    verdicts = verify_batch("math", items, options={"timeout": 0.001}, workers=2)
+    expected = [verify_math(it.completion, it.problem, finish_reason=it.finish_reason) for it in items]
+    limited = 0
+    for got, want in zip(verdicts, expected, strict=True):
+        if got.reason == "timeout" and want.reason != "timeout":
+            assert "0.001s limit" in got.detail and want.extracted == got.extracted
+            limited += 1
+        else:
+            assert (got.reason, got.extracted, got.detail) == (want.reason, want.extracted, want.detail)
+    assert 0 < limited <= 4 * len(items) // 10  # only the SymPy comparisons (a root, polynomials, an interval)
+
+
 def test_registered_as_math():
     spec = get_verifier("math")
     assert spec.fn is verify_math and spec.batch_fn is verify_math_batch

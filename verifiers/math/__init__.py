@@ -18,13 +18,19 @@ Pipeline (each step names the submodules that do it):
    decimals (``0.\\overline{3}`` is exactly 1/3), the reals (``\\mathbb{R}`` is
    ``(-\\infty, \\infty)``), numbers in ``\\text{}``, thousands of redundant braces.
 3. ``compare.compare``: structural comparison. Plain numbers are compared exactly with
-   :class:`fractions.Fraction` in the calling process (``compare.FastOps``); anything
-   needing SymPy (``equivalence.judge``, with LaTeX parsed by ``latex2sympy2_extended`` in
-   ``sympy_values``, see there why, and values compared in ``sympy_equality``) goes to a
-   worker process (``pool``; the worker side is ``worker``) under a hard
-   wall-clock limit (``MathConfig.timeout``) and memory limit (``MathConfig.memory_mb``); a
-   worker that overruns is killed and replaced. Nothing here uses ``signal.alarm``, so
-   verification works from threads, Ray actors and TRL trainers.
+   :class:`fractions.Fraction` (``compare.FastOps``); steps 1 to 3 without SymPy are
+   ``triage``. Anything needing SymPy (``equivalence.judge``, with LaTeX parsed by
+   ``latex2sympy2_extended`` in ``sympy_values`` and ``latex``, see there why, and values
+   compared in ``sympy_equality``) goes to a worker process (``pool``; the worker side is
+   ``worker``, which warms up once when it starts: ``warmup``) under a hard wall-clock limit
+   (``MathConfig.timeout``) and memory limit (``MathConfig.memory_mb``); a worker that overruns
+   is killed and replaced. Nothing here uses ``signal.alarm``, so verification works from
+   threads, Ray actors and TRL trainers.
+
+Scaling: a batch of at least ``MIN_BATCH_FOR_WORKERS`` completions is triaged on the workers
+too, a chunk per job, so both halves of the work spread over ``workers`` processes (a smaller
+batch is triaged in the calling process); identical (answer, gold) comparisons in a batch, as
+sampled answers often are, go to SymPy once.
 
 The options are :class:`MathConfig` (``config``). This module is the verifier itself:
 registration as ``math``, :func:`verify_math`, :func:`verify_math_batch` and the worker
@@ -61,15 +67,12 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
 from typing import Any
 
-from starloop.verifiers.math.compare import FastOps, Undecided, compare
 from starloop.verifiers.math.config import MathConfig
-from starloop.verifiers.math.extract import extract_answer, find_answer
-from starloop.verifiers.math.nodes import Node, Unreadable
-from starloop.verifiers.math.parse import read_answer
-from starloop.verifiers.math.pool import Job, Outcome, shared_pool, shutdown_shared_pool
+from starloop.verifiers.math.extract import extract_answer
+from starloop.verifiers.math.pool import Job, Outcome, WorkerPool, shared_pool, shutdown_shared_pool
+from starloop.verifiers.math.triage import Pending, Row, gold_answer, triage, verdict
 from starloop.verifiers.records import REASONS, Problem, Verdict
 from starloop.verifiers.registry import VerifyItem, register_verifier
 
@@ -78,21 +81,14 @@ __all__ = ["MathConfig", "count_reasons", "extract_answer", "verify_math", "veri
 VERSION = "1.1"
 ANSWER_FORMAT = "Put your final answer in \\boxed{}."
 _WORKER_MODULE = "starloop.verifiers.math.equivalence"
+_TRIAGE_MODULE = "starloop.verifiers.math.triage"
+MIN_BATCH_FOR_WORKERS = 64
+MIN_CHUNK, MAX_CHUNK = 16, 512
+TRIAGE_TIMEOUT = 60.0  # seconds for one chunk of SymPy-free work (a few ms per completion)
 
 
 def _options(config: MathConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("timeout", "memory_mb")}
-
-
-@lru_cache(maxsize=4096)
-def _gold(answer: str) -> tuple[str, list[Node] | None, str]:
-    """The gold answer text, its structure (None if unreadable) and why it is unreadable."""
-    found = find_answer(answer, trusted=True).answer
-    text = found if found else answer.strip()
-    try:
-        return text, read_answer(text), ""
-    except (Unreadable, RecursionError) as exc:
-        return text, None, str(exc)
 
 
 def check_problem(problem: Problem) -> None:
@@ -112,38 +108,10 @@ def _check(item: VerifyItem) -> None:
         )
 
 
-def _in_process(item: VerifyItem, config: MathConfig) -> Verdict | tuple[str, str]:
-    """A verdict decided without SymPy, or the (answer, gold) pair a worker must judge."""
-    extraction = find_answer(item.completion)
-    answer = extraction.answer
-    if item.finish_reason == "length":
-        return Verdict.fail("truncated", answer or None, "cut off by the token limit before finishing")
-    if not answer:
-        return Verdict.fail("unparseable", None, extraction.detail or "no final answer found")
-    gold_text, golds, why = _gold(item.problem.answer)
-    if golds is None:
-        return Verdict.fail("error", answer, f"gold answer of problem {item.problem.id!r} unreadable: {why}")
-    try:
-        preds = read_answer(answer)
-    except (Unreadable, RecursionError) as exc:
-        return Verdict.fail("unparseable", answer, f"answer unreadable: {exc}")
-    try:
-        reason, detail = compare(preds, golds, FastOps(config), config)
-    except Undecided:
-        return answer, gold_text
-    return _verdict(reason, answer, detail)
-
-
-def _verdict(reason: str, answer: str, detail: str) -> Verdict:
-    if reason == "ok":
-        return Verdict.ok(answer, detail)
-    return Verdict.fail(reason, answer, detail)  # type: ignore[arg-type]
-
-
 def _from_outcome(outcome: Outcome, answer: str, config: MathConfig) -> Verdict:
     if outcome.status == "ok":
         reason, detail = outcome.value
-        return _verdict(reason, answer, detail)
+        return verdict(reason, answer, detail)
     if outcome.status == "timeout":
         return Verdict.fail("timeout", answer, f"comparison exceeded the {config.timeout:g}s limit")
     if outcome.status in ("memory", "crashed"):
@@ -151,34 +119,70 @@ def _from_outcome(outcome: Outcome, answer: str, config: MathConfig) -> Verdict:
     return Verdict.fail("error", answer, f"verifier error: {outcome.detail}")
 
 
-def verify_math_batch(items: Sequence[VerifyItem], config: MathConfig | None = None, workers: int = 1) -> list[Verdict]:
-    """Judge many completions; SymPy comparisons run on up to ``workers`` processes.
+def _chunks(n: int, workers: int) -> list[range]:
+    size = min(MAX_CHUNK, max(MIN_CHUNK, -(-n // (4 * workers))))
+    return [range(k, min(k + size, n)) for k in range(0, n, size)]
 
-    Results are in input order. Bad input (a problem without a gold answer, a completion
-    that is not a string) raises before any work starts, naming the problem.
+
+def _triage_in_workers(pool: WorkerPool, rows: list[Row], config: MathConfig, workers: int) -> list[Verdict | Pending]:
+    """:func:`triage` of every row, a chunk per job on the workers; a chunk whose job fails (a
+    worker that died or overran) is triaged here instead, so no row is lost."""
+    chunks = _chunks(len(rows), workers)
+    options = dataclasses.asdict(config)
+    outcomes = pool.run((Job(f"{_TRIAGE_MODULE}:triage_chunk", ([rows[k] for k in c], options)) for c in chunks),
+                        timeout=max(TRIAGE_TIMEOUT, config.timeout), memory_mb=config.memory_mb, workers=workers)
+    out: list[Verdict | Pending] = []
+    for chunk, outcome in zip(chunks, outcomes, strict=True):
+        if outcome.status == "ok" and len(outcome.value) == len(chunk):
+            out += outcome.value
+        else:
+            out += [triage(*rows[k], config) for k in chunk]
+    return out
+
+
+def verify_math_batch(items: Sequence[VerifyItem], config: MathConfig | None = None, workers: int = 1) -> list[Verdict]:
+    """Judge many completions on up to ``workers`` processes.
+
+    Both halves of the work run on the workers: the SymPy-free one (:mod:`.triage`) a chunk
+    of completions per job when the batch has at least ``MIN_BATCH_FOR_WORKERS`` items (a
+    smaller batch, e.g. a single completion, is triaged in the calling process, which is
+    faster than a round trip), then one job per distinct (answer, gold) pair that needs SymPy.
+    Results are in input order. Bad input (a problem without a gold answer, a completion that
+    is not a string) raises before any work starts, naming the problem.
     """
     config = config or MathConfig()
     for item in items:
         _check(item)
-    verdicts: list[Verdict | None] = [None] * len(items)
-    waiting: list[tuple[int, str]] = []
-    options = _options(config)
-
-    def jobs() -> Iterator[Job]:
-        # Drawn lazily by the pool: the in-process work overlaps with the workers'.
-        for k, item in enumerate(items):
-            decided = _in_process(item, config)
-            if isinstance(decided, Verdict):
-                verdicts[k] = decided
-            else:
-                answer, gold_text = decided
-                waiting.append((k, answer))
-                yield Job(f"{_WORKER_MODULE}:judge", (answer, gold_text, options))
-
+    workers = max(1, workers)
+    rows: list[Row] = [(it.completion, it.finish_reason, str(it.problem.answer), it.problem.id) for it in items]
     pool = shared_pool([_WORKER_MODULE])
-    outcomes = pool.run(jobs(), timeout=config.timeout, memory_mb=config.memory_mb, workers=max(1, workers))
-    for (k, answer), outcome in zip(waiting, outcomes, strict=True):
-        verdicts[k] = _from_outcome(outcome, answer, config)
+    verdicts: list[Verdict | None] = [None] * len(items)
+    waiting: dict[Pending, list[int]] = {}  # identical comparisons are judged once
+
+    def collect(k: int, decided: Verdict | Pending) -> Pending | None:
+        if isinstance(decided, Verdict):
+            verdicts[k] = decided
+            return None
+        waiting.setdefault(decided, []).append(k)
+        return decided if len(waiting[decided]) == 1 else None
+
+    options = _options(config)
+    if len(rows) >= MIN_BATCH_FOR_WORKERS:
+        for k, decided in enumerate(_triage_in_workers(pool, rows, config, workers)):
+            collect(k, decided)
+        jobs: Iterable[Job] = [Job(f"{_WORKER_MODULE}:judge", (a, g, options)) for a, g in waiting]
+    else:
+        def lazy() -> Iterator[Job]:  # drawn by the pool while it runs: triage overlaps with SymPy
+            for k, row in enumerate(rows):
+                pending = collect(k, triage(*row, config))
+                if pending is not None:
+                    yield Job(f"{_WORKER_MODULE}:judge", (*pending, options))
+        jobs = lazy()
+    outcomes = pool.run(jobs, timeout=config.timeout, memory_mb=config.memory_mb, workers=workers)
+    for (answer, gold), outcome in zip(list(waiting), outcomes, strict=True):
+        judged = _from_outcome(outcome, answer, config)
+        for k in waiting[(answer, gold)]:
+            verdicts[k] = judged
     assert all(v is not None for v in verdicts)
     return verdicts  # type: ignore[return-value]
 
@@ -208,4 +212,4 @@ def start_workers(n: int = 1) -> None:
 def stop_workers() -> None:
     """Stop the verification workers and forget cached gold answers (new ones start on demand)."""
     shutdown_shared_pool([_WORKER_MODULE])
-    _gold.cache_clear()
+    gold_answer.cache_clear()

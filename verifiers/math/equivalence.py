@@ -35,6 +35,7 @@ from typing import Any
 
 import sympy
 
+from starloop.verifiers.math import warmup
 from starloop.verifiers.math.compare import FastOps, LeafOps, Undecided, compare
 from starloop.verifiers.math.config import MathConfig
 from starloop.verifiers.math.matching import leaf_texts
@@ -322,8 +323,16 @@ def judge(pred: str, gold: str, options: dict[str, Any]) -> tuple[str, str]:
 
 
 def warm_up() -> None:
-    """Exercise the parser and SymPy once so that the first real job is not the slow one."""
-    for pred, gold in ((r"\frac{x}{7}+\frac{2}{7}", r"\frac{x+2}{7}"), (r"\sqrt{2}+1", r"1+\sqrt{2}"),
-                       (r"x \le 5", r"5 \ge x"), (r"2x+4y=3", r"y=\frac{3-2x}{4}")):
-        judge(pred, gold, {})  # the default options
-    clear_cache()
+    """Build the parser's tables and SymPy's lazily loaded machinery once, when a worker starts
+    (see :mod:`~starloop.verifiers.math.warmup`)."""
+
+    def clear() -> None:
+        clear_cache()
+        sympy.core.cache.clear_cache()
+
+    warmup.run(judge, clear)
+
+
+def warm_up_quick() -> None:
+    """A short warm-up, for a worker that replaces one killed mid-run (a job may be waiting)."""
+    warmup.run(judge, clear_cache, quick=True)

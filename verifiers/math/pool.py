@@ -22,7 +22,8 @@ builds its own.
 
 A worker boots with :func:`~starloop.verifiers.math.worker.serve` (the worker side, which
 sets the limits above; importing it imports the package :mod:`starloop.verifiers.math` first:
-pure Python, no SymPy), then imports its ``preload`` modules and runs their ``warm_up()``.
+pure Python, no SymPy), then imports its ``preload`` modules and runs their ``warm_up()`` (a replacement for a worker
+that was killed mid-run runs ``warm_up_quick()`` where a module has one: a job may be waiting).
 Here: :class:`WorkerPool` (its workers tracked by a ``_Roster``) and the process-wide pools.
 """
 
@@ -44,7 +45,8 @@ from typing import Any
 
 STARTUP_TIMEOUT = 120.0
 
-_BOOT = "import sys; from starloop.verifiers.math.worker import serve; serve(int(sys.argv[1]), sys.argv[2:])"
+_BOOT = ("import sys; from starloop.verifiers.math.worker import serve; "
+         "serve(int(sys.argv[1]), sys.argv[3:], quick=sys.argv[2] == 'quick')")
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,13 @@ class Outcome:
 class _Worker:
     """One worker process, as the pool sees it: the process and the pool's end of its socket pair."""
 
-    def __init__(self, preload: Sequence[str]):
+    def __init__(self, preload: Sequence[str], quick: bool = False):
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ)
         paths = [p for p in sys.path if p and os.path.isdir(p)]
         env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, str(child_sock.fileno()), *preload],
+            [sys.executable, "-c", _BOOT, str(child_sock.fileno()), "quick" if quick else "full", *preload],
             pass_fds=(child_sock.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -144,9 +146,9 @@ class _Roster:
         self.count = 0
         self.closed = False
 
-    def spawn(self) -> _Worker:
-        """A new worker (the caller accounts for it in ``count``)."""
-        return _Worker(self.preload)
+    def spawn(self, quick: bool = False) -> _Worker:
+        """A new worker (the caller accounts for it in ``count``); ``quick``: a short warm-up."""
+        return _Worker(self.preload, quick)
 
     def acquire(self, n: int) -> list[_Worker]:
         """Between 1 and ``n`` workers (raising the cap to ``n`` if it is lower)."""
@@ -324,7 +326,7 @@ class WorkerPool:
         return [r if r is not None else Outcome("error", detail="not run") for r in results]
 
     def _replace(self, held: list[_Worker], dead: _Worker) -> _Worker:
-        fresh = self._roster.spawn()
+        fresh = self._roster.spawn(quick=True)  # a job may be waiting for it: warm up briefly
         held[held.index(dead)] = fresh
         return fresh
 

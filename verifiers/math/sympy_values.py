@@ -2,7 +2,8 @@
 :mod:`~starloop.verifiers.math.sympy_equality` (worker side).
 
 - Parsing: :func:`to_sympy` reads one scalar's LaTeX with ``latex2sympy2_extended`` (the ANTLR
-  LaTeX grammar also used by Math-Verify) rather than SymPy's own ``parse_latex``: it reads
+  LaTeX grammar also used by Math-Verify; parsed in two stages, see
+  :mod:`~starloop.verifiers.math.latex`) rather than SymPy's own ``parse_latex``: it reads
   the notation models actually write (``\\frac94``-style shorthands once normalized,
   ``\\sqrt[3]{x}``, ``\\sec^2 y``, ``\\binom``, matrices, ``\\left( \\right)``) and needs no
   extra runtime, whereas SymPy's parser needs a pinned ``antlr4`` and rejects much of it.
@@ -28,9 +29,9 @@ from fractions import Fraction
 from typing import Any
 
 import sympy
-from latex2sympy2_extended.latex2sympy2 import latex2sympy
 
 from starloop.verifiers.math.forms import collapse_root_chains
+from starloop.verifiers.math.latex import latex_to_sympy
 
 MAX_DIGITS = 200_000
 MAX_FACTORIAL = 20_000
@@ -180,7 +181,7 @@ def _remember(text: str, value: Any) -> None:
 def _to_sympy(text: str) -> Any:
     prepped = _prep(text)
     try:
-        expr = latex2sympy(prepped, normalization_config=None, is_real=True)
+        expr = latex_to_sympy(prepped, is_real=True)
     except RecursionError:
         raise ParseFailure("expression nested too deeply") from None
     except Exception as exc:  # the ANTLR grammar raises plain Exceptions

@@ -48,13 +48,16 @@ def _lift_limits() -> None:
             pass
 
 
-def serve(fd: int, preload: Sequence[str] = ()) -> None:
-    """Worker main loop: receive (id, "module:function", args, limits), send (id, outcome)."""
+def serve(fd: int, preload: Sequence[str] = (), quick: bool = False) -> None:
+    """Worker main loop: receive (id, "module:function", args, limits), send (id, outcome).
+
+    First each ``preload`` module is imported and its ``warm_up()`` run (``warm_up_quick()``
+    instead, where it has one, when ``quick``)."""
     conn = Connection(fd)
     try:
         for name in preload:
             module = importlib.import_module(name)
-            warm = getattr(module, "warm_up", None)
+            warm = (quick and getattr(module, "warm_up_quick", None)) or getattr(module, "warm_up", None)
             if warm is not None:
                 warm()
     except BaseException as exc:  # report instead of dying silently
