@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import platform
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -19,7 +21,7 @@ import uuid
 import psutil
 import pytest
 
-from starloop.sandbox import Limits, Program, SandboxPool, select_backend
+from starloop.sandbox import Limits, Program, SandboxPool, _zygote, select_backend
 
 pytestmark = pytest.mark.skipif(not select_backend().isolated, reason="no sandbox backend here (install bubblewrap)")
 
@@ -166,6 +168,7 @@ def test_output_flood(pool):
 def test_disk_fill(pool, tmp_path):
     source = """
 import os
+import platform
 written = 0
 for d in ('.', '/tmp', '/dev/shm'):
     try:
@@ -200,6 +203,7 @@ def test_host_secret_is_not_readable(pool, tmp_path):
              f"/proc/{os.getpid()}/environ"]
     source = f"""
 import os
+import platform
 for p in {paths!r}:
     try:
         if os.path.isdir(p):
@@ -223,6 +227,7 @@ def test_no_write_outside_the_run(pool, tmp_path):
                os.path.join(os.path.dirname(sys.executable), mark), f"/dev/{mark}", "/proc/sys/kernel/hostname"]
     source = f"""
 import os
+import platform
 for p in {targets!r}:
     try:
         with open(p, 'w') as f:
@@ -285,6 +290,7 @@ def test_tcp_to_host_loopback(pool, family, host):
     try:
         source = f"""
 import socket
+import struct
 try:
     s = socket.create_connection(({host!r}, {listener.port}), timeout=1)
     s.sendall(b'hello')
@@ -310,6 +316,7 @@ def test_udp_to_host_loopback(pool):
     targets = [(s.getsockname()[0], s.getsockname()[1], s.family == socket.AF_INET6) for s in receivers]
     source = f"""
 import socket
+import struct
 for host, port, v6 in {targets!r}:
     s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
     for _ in range(20):
@@ -382,6 +389,7 @@ def test_host_unix_sockets(pool, tmp_path):
         servers.append(s)
     source = f"""
 import socket
+import struct
 for address in {[str(path), abstract]!r}:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -434,6 +442,7 @@ def test_parent_environment_is_not_visible(tmp_path, monkeypatch):
     monkeypatch.setenv("STARLOOP_TEST_SECRET", token)
     source = """
 import os
+import platform
 print(dict(os.environ))
 for pid in ['self', str(os.getppid()), '1'] + [p for p in os.listdir('/proc') if p.isdigit()]:
     try:
@@ -488,6 +497,46 @@ print(open('/proc/self/status').read())
     assert lines["unshare-user"] == lines["unshare-net"] == lines["ptrace"] == lines["mount"] == "-1"
     assert lines["uid"] != "0" or os.geteuid() != 0
     assert "CapEff:\t0000000000000000" in r.stdout and "NoNewPrivs:\t1" in r.stdout
+
+
+def _run_classic_bpf(prog: bytes, nr: int, arch: int, arg0: int) -> int:
+    """What a seccomp filter (classic BPF, the few instructions the sandbox uses) returns."""
+    ins = [struct.unpack("=HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+    data = {0: nr, 4: arch, 16: arg0}
+    pc = acc = 0
+    while True:
+        code, jt, jf, k = ins[pc]
+        if code == 0x06:
+            return k
+        if code == 0x20:
+            acc, pc = data[k], pc + 1
+            continue
+        taken = {0x15: acc == k, 0x25: acc > k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+        pc += 1 + (jt if taken else jf)
+
+
+def test_seccomp_filter_denies_exactly_the_listed_calls():
+    if platform.machine() != "x86_64":
+        pytest.skip("the filter is x86_64 only")
+    prog = _zygote._seccomp_filter()
+    allow, eperm, enosys, kill = 0x7FFF0000, 0x00050001, 0x00050026, 0x80000000
+    x86_64 = 0xC000003E
+    for nr in range(1100):
+        for arg0 in (0, 0x11, _zygote.PR_SET_PDEATHSIG, 0x00020000, 0x10000000, 0x40000000, 0x01200011):
+            got = _run_classic_bpf(prog, nr, x86_64, arg0)
+            if nr in _zygote._X86_64_DENY:
+                want = eperm
+            elif nr == 435:  # clone3
+                want = enosys
+            elif nr == 56:  # clone: no new namespaces
+                want = eperm if arg0 & _zygote._NS_FLAGS else allow
+            elif nr == 157:  # prctl: the parent-death signal stays
+                want = eperm if arg0 == _zygote.PR_SET_PDEATHSIG else allow
+            else:
+                want = allow
+            assert got == want, (nr, hex(arg0))
+    assert _run_classic_bpf(prog, 0x40000000 + 1, x86_64, 0) == eperm  # x32 system calls
+    assert _run_classic_bpf(prog, 0, 0x40000003, 0) == kill  # another architecture
 
 
 # --------------------------------------------------------------------------- verdict integrity
