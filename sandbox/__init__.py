@@ -46,7 +46,9 @@ Verdict integrity (programs with ``tests``)
   before forking it; the evaluator, forked afterwards, reads the tests and runs them in its own
   process (a test suite's expected values are found nowhere in the program's memory). Names the tests take from the solution become stand-ins that forward
   calls to the program over a pipe; only plain data (numbers, strings, containers, ...) comes
-  back, decoded by the evaluator into genuine built-in objects, and every comparison and
+  back, decoded by the evaluator into genuine built-in objects (a large value is streamed in
+  chunks, never built as one message; up to the run's ``memory_mb`` of data, beyond which the
+  test fails with ``ValueTooLarge`` and the run's status is ``memory_limit``), and every comparison and
   ``assert`` runs in the evaluator. So exiting early (``sys.exit(0)``, ``os._exit(0)``), raising
   ``SystemExit``, atexit or excepthook tricks, printing pass markers, writing result files,
   patching ``unittest`` or builtins, returning objects whose ``__eq__`` is always true: none

@@ -18,7 +18,9 @@ Rootless mode (no uid to give away): the program process unshares pid, mount and
 namespaces and stays behind as a holder while the solution runs as that pid namespace's pid 1,
 so that everything the solution starts dies with it.
 
-Host <-> zygote frames are a 4-byte big-endian length then UTF-8 JSON. Per job the host writes
+Program <-> evaluator messages use the same frames, except that the program writes a large
+message as a run of chunks (see ``CHUNK``), which the evaluator accepts up to the run's memory
+limit in all. Host <-> zygote frames are a 4-byte big-endian length then UTF-8 JSON. Per job the host writes
 frame A (program, stdin, limits) and, with tests, frame B (the tests): the zygote reads only A,
 so the program, a fork of the zygote, never holds the tests; the evaluator reads B.
 """
@@ -239,7 +241,13 @@ def _recv(fd: int):
 # the value codec: plain data only crosses between the evaluator and the program
 
 MAX_DEPTH = 100
-MAX_FRAME = 64 << 20  # the largest message the evaluator accepts from the program
+# Messages on the call channel are frames (4-byte length, then JSON text). The program's side
+# writes a large message as a run of chunks, the length's top bit meaning "more follows", so
+# that no large value is ever turned into one big string; ABORT drops the chunks sent so far.
+# The evaluator accepts messages up to the run's memory limit in all (see _PipeTransport).
+CHUNK = 1 << 20
+MORE, ABORT = 0x80000000, 0xFFFFFFFF
+_BATCH, _LONG_STR = 4096, 1 << 16
 
 
 class _ProtocolError(BaseException):
@@ -421,12 +429,95 @@ class _Peer:
 # the program's side (untrusted once the solution has run)
 
 
+class _ChunkWriter:
+    """One message as frames of about CHUNK bytes (see CHUNK)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.parts, self.size = fd, [], 0
+
+    def write(self, text: str) -> None:
+        data = text.encode()  # ASCII: json.dumps escapes the rest
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= CHUNK:
+            self.flush(more=True)
+
+    def flush(self, more: bool) -> None:
+        data = b"".join(self.parts)
+        self.parts, self.size = [], 0
+        _write_all(self.fd, _HDR.pack(len(data) | (MORE if more else 0)) + data)
+
+    def abort(self) -> None:
+        self.parts, self.size = [], 0
+        _write_all(self.fd, _HDR.pack(ABORT))
+
+
+def _dump(x) -> str:
+    return json.dumps(x, separators=(",", ":"))
+
+
+def _write_json(w: _ChunkWriter, x) -> None:
+    """Write JSON-ready ``x`` (dicts, lists, scalars) piece by piece: long lists in batches, long
+    strings in slices, so that the text of a large value never exists as a whole."""
+    t = type(x)
+    if t is list and len(x) > 16:
+        w.write("[")
+        batch: list = []
+        first = True
+        for v in x:
+            tv = type(v)
+            if (tv is list and len(v) > 16) or tv is dict or (tv is str and len(v) > _LONG_STR):
+                if batch:
+                    w.write(("" if first else ",") + _dump(batch)[1:-1])
+                    batch, first = [], False
+                if not first:
+                    w.write(",")
+                _write_json(w, v)
+                first = False
+            else:
+                batch.append(v)
+                if len(batch) >= _BATCH:
+                    w.write(("" if first else ",") + _dump(batch)[1:-1])
+                    batch, first = [], False
+        if batch:
+            w.write(("" if first else ",") + _dump(batch)[1:-1])
+        w.write("]")
+    elif t is list:
+        w.write("[")
+        for i, v in enumerate(x):
+            if i:
+                w.write(",")
+            _write_json(w, v)
+        w.write("]")
+    elif t is dict:
+        w.write("{")
+        for i, (k, v) in enumerate(x.items()):
+            w.write(("," if i else "") + _dump(str(k)) + ":")
+            _write_json(w, v)
+        w.write("}")
+    elif t is str and len(x) > _LONG_STR:
+        w.write('"')
+        for i in range(0, len(x), _LONG_STR):
+            w.write(_dump(x[i:i + _LONG_STR])[1:-1])
+        w.write('"')
+    else:
+        w.write(_dump(x))
+
+
 class _FdTransport:
     def __init__(self, rfd: int, wfd: int) -> None:
         self.rfd, self.wfd = rfd, wfd
 
     def send(self, obj) -> None:
-        _send(self.wfd, obj)
+        w = _ChunkWriter(self.wfd)
+        try:
+            _write_json(w, obj)
+        except (MemoryError, RecursionError) as exc:  # the message could not be written whole
+            w.abort()
+            obj = {"t": obj.get("t"), "i": obj.get("i"), "e": [type(exc).__name__, "", True]}
+            w = _ChunkWriter(self.wfd)
+            _write_json(w, obj)
+        w.flush(more=False)
 
     def recv(self):
         m = _recv(self.rfd)
@@ -667,9 +758,12 @@ def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
     job = cfg = fds = None  # nothing of the harness's state is needed from here on
     code = _run_solution(main, path, source, serve)
     if code is None:  # with tests: the solution loaded; serve the evaluator
-        server = _Server(main.__dict__)
-        server.peer.transport.send({"t": "ready"})
-        server.serve()
+        try:
+            server = _Server(main.__dict__)
+            server.peer.transport.send({"t": "ready"})
+            server.serve()
+        finally:  # whatever happened (MemoryError, say), never back into the zygote's code
+            os._exit(EXIT_MEMORY if isinstance(sys.exc_info()[1], MemoryError) else 1)
     _finish(code)
 
 
@@ -756,11 +850,20 @@ class _Stop(BaseException):
     """The call channel is unusable: deadline, the program is gone, or it broke the protocol."""
 
 
-class _PipeTransport:
-    """The evaluator's end of the call channel: every wait is bounded by the run's deadline."""
+class ValueTooLarge(Exception):
+    """A message of the program (a value the tests asked for) is larger than the run may transfer."""
 
-    def __init__(self, rfd: int, wfd: int, deadline: float) -> None:
-        self.rfd, self.wfd, self.deadline = rfd, wfd, deadline
+    _from_program = True  # the message is the evaluator's own, about the program's value
+
+
+class _PipeTransport:
+    """The evaluator's end of the call channel: every wait is bounded by the run's deadline, every
+    message from the program by ``max_bytes`` (the run's memory limit: the program had to hold the
+    value itself). A larger message is read to its end and dropped: the request fails with
+    :class:`ValueTooLarge`, and the channel stays usable."""
+
+    def __init__(self, rfd: int, wfd: int, deadline: float, max_bytes: int = 512 << 20) -> None:
+        self.rfd, self.wfd, self.deadline, self.max_bytes = rfd, wfd, deadline, max_bytes
         self.buf = bytearray()
         self.stop: str | None = None  # timeout | gone | protocol
         os.set_blocking(rfd, False)
@@ -790,29 +893,51 @@ class _PipeTransport:
                 except OSError:
                     self._fail("gone")
 
-    def recv(self):
-        if self.stop:
-            raise _Stop(self.stop)
+    def _frame(self) -> tuple[int, bytes]:
+        """The next frame: (its header, its payload)."""
         while True:
             if len(self.buf) >= 4:
-                n = _HDR.unpack_from(self.buf)[0]
-                if n > MAX_FRAME:
+                head = _HDR.unpack_from(self.buf)[0]
+                n = 0 if head == ABORT else head & ~MORE
+                if n > CHUNK << 4:  # no writer makes a frame this large
                     self._fail("protocol")
                 if len(self.buf) >= 4 + n:
                     body = bytes(self.buf[4:4 + n])
                     del self.buf[:4 + n]
-                    try:
-                        return json.loads(body)
-                    except (ValueError, RecursionError):
-                        self._fail("protocol")
+                    return head, body
             if self._wait([self.rfd], []):
                 try:
-                    chunk = os.read(self.rfd, 1 << 16)
+                    chunk = os.read(self.rfd, CHUNK)
                 except BlockingIOError:
                     continue
                 if not chunk:
                     self._fail("gone")
                 self.buf += chunk
+
+    def recv(self):
+        if self.stop:
+            raise _Stop(self.stop)
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            head, body = self._frame()
+            if head == ABORT:
+                parts, total = [], 0
+                continue
+            total += len(body)
+            if total <= self.max_bytes:
+                parts.append(body)
+            else:
+                parts = []  # read to its end, kept no longer
+            if head & MORE:
+                continue
+            if total > self.max_bytes:
+                raise ValueTooLarge(f"a value of the program takes over {self.max_bytes >> 20} MiB as data, more than "
+                                    f"the run's memory limit; it cannot be handed to the tests")
+            try:
+                return json.loads(b"".join(parts))
+            except (ValueError, RecursionError):
+                self._fail("protocol")
 
 
 class ProgramError(Exception):
@@ -976,13 +1101,20 @@ class _Evaluator:
             raise _ProtocolError("malformed response")
         return self.codec.dec(resp["v"])
 
+    def request(self, msg: dict) -> dict:
+        try:
+            return self.peer.request(msg)
+        except ValueTooLarge:
+            self.memory_error = True
+            raise
+
     def op(self, op: str, h: int, **fields):
-        return self._result(self.peer.request({"o": op, "h": h, **fields}))
+        return self._result(self.request({"o": op, "h": h, **fields}))
 
     def call(self, h: int, args: tuple, kwargs: dict):
         msg = {"o": "call", "h": h, "a": [self.codec.enc(a) for a in args],
                "k": [[k, self.codec.enc(v)] for k, v in kwargs.items()]}
-        resp = self.peer.request(msg)
+        resp = self.request(msg)
         value = self._result(resp)
         for item in self._list(resp.get("w")):  # in-place changes the program made to arguments
             if type(item) is not list or len(item) != 2:
@@ -995,7 +1127,7 @@ class _Evaluator:
     def namespace(self, names: list[str], entry_point: str | None, module_like: set[str]) -> dict:
         """The tests' globals: what they use of the solution, as stand-ins or plain values."""
         ns: dict = {"__name__": "__main__", "__builtins__": builtins}
-        resp = self.peer.request({"o": "globals", "n": names})
+        resp = self.request({"o": "globals", "n": names})
         for item in self._list(resp.get("v")):
             if type(item) is not list or len(item) != 3 or type(item[0]) is not str:
                 raise _ProtocolError("malformed globals")
@@ -1111,6 +1243,7 @@ def _evaluate(transport: _PipeTransport, tests: str, entry_point: str | None) ->
     out: list = []
     _EVAL = ev = _Evaluator(transport)
     ns: dict = {}
+    unavailable: str | None = None
     try:
         first = transport.recv()  # the program's "ready": its solution ran to the end
         if type(first) is not dict or first.get("t") != "ready":
@@ -1118,9 +1251,11 @@ def _evaluate(transport: _PipeTransport, tests: str, entry_point: str | None) ->
         ns = ev.namespace(names, entry_point, _module_like(tests))
     except (_Stop, _ProtocolError) as exc:
         transport.stop = transport.stop or ("protocol" if isinstance(exc, _ProtocolError) else "gone")
+    except ValueTooLarge as exc:  # a global the tests use: no test can run without it
+        unavailable = _error_text(exc)
     for kind, node in units:
-        if transport.stop is not None:
-            out.append([kind, False, f"not run ({transport.stop})"])
+        if transport.stop is not None or unavailable is not None:
+            out.append([kind, False, unavailable or f"not run ({transport.stop})"])
             continue
         error = None
         try:
@@ -1141,7 +1276,7 @@ def _evaluate(transport: _PipeTransport, tests: str, entry_point: str | None) ->
     return out, ev.memory_error
 
 
-def _evaluator(ctl_in: int, rpc_r: int, rpc_w: int, res_w: int, deadline: float) -> None:
+def _evaluator(ctl_in: int, rpc_r: int, rpc_w: int, res_w: int, deadline: float, max_bytes: int) -> None:
     """The evaluator process: reads the tests (only now), runs them, reports to the zygote."""
     try:
         null = os.open("/dev/null", os.O_RDWR)
@@ -1155,7 +1290,7 @@ def _evaluator(ctl_in: int, rpc_r: int, rpc_w: int, res_w: int, deadline: float)
             _capset(())  # the tests need no privilege
         tests, entry_point = frame_b["tests"], frame_b.get("entry_point")
         try:
-            units, memory = _evaluate(_PipeTransport(rpc_r, rpc_w, deadline), tests, entry_point)
+            units, memory = _evaluate(_PipeTransport(rpc_r, rpc_w, deadline, max_bytes), tests, entry_point)
             report = {"units": units, "memory": memory}
         except SyntaxError as exc:
             report = {"error": f"the tests do not parse: {exc.msg} (line {exc.lineno})"}
@@ -1443,7 +1578,7 @@ def _run_job(job: dict, cfg: dict, ctl_in: int) -> dict:
     if has_tests:
         epid = os.fork()
         if epid == 0:
-            _evaluator(ctl_in, rpc[0], rpc[1], res_w, deadline)
+            _evaluator(ctl_in, rpc[0], rpc[1], res_w, deadline, lim["memory_mb"] << 20)
         _close_all(rpc[0], rpc[1], res_w)
     watch = _Watch(pid, deadline, out_r, err_r, lim["max_output_bytes"], in_w, job.get("stdin", "").encode(),
                    res_r)

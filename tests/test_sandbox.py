@@ -227,6 +227,66 @@ def test_solution_that_fails_to_load_fails_every_test(pool):
     assert "RuntimeError: at import" in r.stderr
 
 
+# large values: streamed across the boundary, bounded by the run's memory limit
+
+BIG = Limits(wall_s=30, cpu_s=30)
+
+
+def test_large_module_level_values_reach_the_tests(pool):
+    # each was over the old single-frame limit of the call channel (64 MiB of JSON)
+    source = ("DATA = list(range(3_000_000))\nTEXT = 'é' * 12_000_000\nBLOB = bytes(range(256)) * 200_000\n"
+              "ROWS = [[i, str(i)] for i in range(300_000)]")
+    tests = ("assert len(DATA) == 3_000_000\nassert DATA[-1] == 2_999_999 and DATA[1234] == 1234\n"
+             "assert len(TEXT) == 12_000_000 and TEXT[-1] == 'é'\n"
+             "assert len(BLOB) == 51_200_000 and BLOB[-1] == 255\nassert ROWS[-1] == [299_999, '299999']")
+    r = pool.run(Program(source, tests=tests), BIG)
+    assert r.status == "passed", (r.detail, r.stderr[-500:])
+    assert r.tests_passed == 5
+
+
+@pytest.mark.parametrize("changed", [None, 1_234_567], ids=["equal", "one-element-differs"])
+def test_large_results_are_compared_with_large_expected_values(pool, changed):
+    source = f"def f(n, at={changed!r}):\n    r = list(range(n))\n    if at is not None and at < n:\n        r[at] = -1\n    return r\n"
+    tests = "assert f(3_000_000) == list(range(3_000_000))\nassert f(3) == [0, 1, 2]"
+    r = pool.run(Program(source, tests=tests), BIG)
+    if changed is None:
+        assert r.status == "passed", (r.detail, r.stderr[-500:])
+    else:
+        assert r.status == "failed" and [t.passed for t in r.tests] == [False, True]
+        assert r.tests[0].error == "AssertionError"
+
+
+def test_a_value_beyond_the_memory_limit_is_an_honest_memory_verdict(pool):
+    # 80 MB in the program, about 240 MB as data (each character is escaped): over memory_mb
+    source = "def f():\n    return '\\U0001F600' * 20_000_000\nSMALL = 1"
+    r = pool.run(Program(source, tests="assert len(f()) == 20_000_000\nassert SMALL == 1"),
+                 Limits(memory_mb=200, wall_s=30, cpu_s=30))
+    assert r.status == "memory_limit"
+    assert [t.passed for t in r.tests] == [False, True]  # the channel stays usable
+    assert "ValueTooLarge" in r.tests[0].error and "memory limit" in r.tests[0].error
+
+
+# a program that writes its own frames on the call channel (fd 4) instead of answering
+FORGERIES = {
+    "abort-then-forged-answer": "os.write(4, struct.pack('!I', 0x80000000 | 5) + b'{\"t\":')\n"
+                                "os.write(4, struct.pack('!I', 0xFFFFFFFF))\n"
+                                "os.write(4, frame({'t': 'r', 'i': 999, 'v': 3}))\n",
+    "endless-chunks": "while True:\n        os.write(4, struct.pack('!I', 0x80000000 | 65536) + b' ' * 65536)\n",
+    "huge-declared-chunk": "os.write(4, struct.pack('!I', 0x7FFFFFFF) + b'[' * 1000)\n",
+    "chunks-then-exit": "os.write(4, struct.pack('!I', 0x80000000 | 2) + b'{}')\n        os._exit(0)\n",
+}
+
+
+@pytest.mark.parametrize("forgery", list(FORGERIES), ids=list(FORGERIES))
+def test_forged_chunked_frames_never_pass(pool, forgery):
+    source = ("import json, os, struct\n"
+              "def frame(obj):\n    data = json.dumps(obj).encode()\n    return struct.pack('!I', len(data)) + data\n"
+              "def add(a, b):\n    if a == 1:\n        " + FORGERIES[forgery] + "    return 0\n")
+    r = pool.run(Program(source, tests="assert add(1, 2) == 3\nassert add(2, 3) == 5"), Limits(wall_s=3, cpu_s=3))
+    assert r.status != "passed"
+    assert r.tests_passed == 0
+
+
 # --------------------------------------------------------------------------- backends
 
 
