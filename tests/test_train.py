@@ -157,6 +157,9 @@ def test_train_cli_dpo_and_sft(tiny_model, tmp_path):
     assert main(["train", "--kind", "sft", "--model", str(tmp_path / "dpo" / "model"), "--data",
                  str(tmp_path / "sft.parquet"), "--output", str(tmp_path / "sft"), *small("sft")]) == 0
     assert (tmp_path / "sft" / "model" / "config.json").exists()
+    # Without --config the trainers get TRL's defaults and the --set keys, nothing of the demo's.
+    sft_section = json.loads((tmp_path / "sft" / "train_stats.json").read_text())["train"]["sft"]
+    assert "learning_rate" not in sft_section and sft_section["max_steps"] == 2
 
     msgs = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": "yes"}]} for p in PROMPTS]
     _write(tmp_path / "chat.jsonl", msgs)

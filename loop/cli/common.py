@@ -13,10 +13,11 @@ from starloop.loop.tasks import load_problems
 from starloop.verifiers.records import Problem
 
 
-def add_config_args(p: argparse.ArgumentParser, *, what: str = "the experiment config") -> None:
+def add_config_args(p: argparse.ArgumentParser, *, what: str = "the experiment config",
+                    default: str = "the shipped demo config, configs/demo.yaml") -> None:
     """``--config`` and ``--set``: every command that reads a config takes both."""
     p.add_argument("--config", type=Path, default=None, metavar="CONFIG",
-                   help=f"YAML file with {what} (default: the shipped demo config, configs/demo.yaml)")
+                   help=f"YAML file with {what} (default: {default})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set sampling.n=8 (repeatable; YAML values)")
 

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                        description="Pair verified-correct with failed completions of the same prompt.")
     p.add_argument("--input", required=True, type=Path, help="verified JSONL (`starloop verify` output or verified.jsonl)")
     p.add_argument("--output", required=True, type=Path, help="dataset folder to create")
-    add_config_args(p, what="a pairs section (pairs.strategy, pairs.per_prompt, pairs.exclude_truncated)")
+    add_config_args(p, what="a pairs section (pairs.strategy, pairs.per_prompt, pairs.exclude_truncated)",
+                    default="the pairs section's defaults")
     p.add_argument("--strategy", choices=STRATEGIES, default=None, help="pairing strategy (default: pairs.strategy)")
     p.add_argument("--per-prompt", type=int, default=None, help="at most this many pairs per prompt "
                                                                   "(default: pairs.per_prompt)")
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg: PairsConfig = load_section("pairs", args.config, args.set) if args.config or args.set else PairsConfig()
+    cfg: PairsConfig = load_section("pairs", args.config, args.set)
     strategy = args.strategy or cfg.strategy
     per_prompt = cfg.per_prompt if args.per_prompt is None else args.per_prompt
     exclude_truncated = cfg.exclude_truncated if args.include_truncated is None else not args.include_truncated

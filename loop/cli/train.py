@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("--model", required=True, help="starting model: a Hugging Face model folder or Hub id")
     p.add_argument("--data", required=True, type=Path, help=".jsonl, .parquet or a save_to_disk folder")
     p.add_argument("--output", required=True, type=Path, help="folder to create; the model goes to OUTPUT/model")
-    add_config_args(p, what="a train section (train.sft / train.dpo in TRL's names, train.lora, train.launch)")
+    add_config_args(p, what="a train section (train.sft / train.dpo in TRL's names, train.lora, train.launch)",
+                    default="TRL's defaults for SFTConfig / DPOConfig, not the demo's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run)
 

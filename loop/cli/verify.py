@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("--input", required=True, type=Path, help="JSONL rows: completion plus answer or tests")
     p.add_argument("--output", required=True, type=Path, help="JSONL file to write (input rows plus verdict)")
     p.add_argument("--workers", type=int, default=None, help="verification processes (default: verify.workers, or 1)")
-    add_config_args(p, what="a verify section (verify.workers, verify.options.<verifier>)")
+    add_config_args(p, what="a verify section (verify.workers, verify.options.<verifier>)",
+                    default="the verify section's defaults")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="verifier option; short for --set verify.options.<verifier>.KEY=VALUE")
     p.set_defaults(func=run)
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if "=" not in kv:
             raise InputError(f"--option expects KEY=VALUE, got {kv!r}")
     overrides = [*args.set, *(f"verify.options.{args.verifier}.{kv}" for kv in args.option)]
-    cfg: VerifyConfig = load_section("verify", args.config, overrides) if args.config or overrides else VerifyConfig()
+    cfg: VerifyConfig = load_section("verify", args.config, overrides)
     options = cfg.options.get(args.verifier, {})
     try:
         spec.make_config(options)

@@ -275,8 +275,9 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
 
 def load_section(name: str, path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Any:
     """One section of a config (``verify``, ``pairs``, ``train``), checked, without loading the rest:
-    what the commands that read only that section use (``--set`` outside it is refused)."""
-    data = _read(config_file(path if path is not None else DEMO))
+    what the commands that read only that section use (``--set`` outside it is refused). Without
+    ``path`` the section starts from its defaults (TRL's own for ``train``), never from the demo's."""
+    data = _read(config_file(path)) if path is not None else {}
     for assignment in overrides:
         key = assignment.split("=", 1)[0].strip()
         if not key.startswith(name + "."):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from math import comb
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +20,15 @@ from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.report import log_iteration
 from starloop.loop.runtime.sampling import Sampling
 from starloop.loop.stages.verify import verify_samples
+from starloop.verifiers.metrics import maj_at_k as verifier_maj_at_k
+from starloop.verifiers.metrics import pass_at_k
 from starloop.verifiers.records import Problem
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased estimate of pass@k from ``n`` samples of which ``c`` are correct."""
-    if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)
-
-
 def maj_at_k(samples: Sequence[Sample], k: int) -> float:
-    """1.0 if the most frequent extracted answer among the first ``k`` samples is correct.
-
-    Samples without an extracted answer do not vote; ties go to the answer seen first.
-    """
-    votes: Counter[str] = Counter()
-    correct_of: dict[str, bool] = {}
-    for s in samples[:k]:
-        v = s.verdict
-        if v is None or v.extracted is None or v.reason in ("unparseable", "truncated", "error"):
-            continue
-        votes[v.extracted] += 1
-        correct_of.setdefault(v.extracted, v.correct)
-    if not votes:
-        return 0.0
-    best = max(votes, key=lambda a: (votes[a], -list(votes).index(a)))
-    return float(correct_of[best])
+    """1.0 if the most frequent extracted answer among the first ``k`` samples is correct (see
+    :func:`starloop.verifiers.metrics.maj_at_k`)."""
+    return verifier_maj_at_k([s.verdict for s in samples], k)
 
 
 def summarize(
