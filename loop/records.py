@@ -226,11 +226,17 @@ def completion_text(value: Any) -> Any:
     return value
 
 
-def verify_items_from_rows(rows: Sequence[dict[str, Any]], verifier: str, path: Any) -> list[VerifyItem]:
-    """``starloop verify`` input: ``completion`` plus ``answer`` (math) or ``tests`` (code)."""
+def verify_items_from_rows(rows: Sequence[dict[str, Any]], verifier: str | None, path: Any) -> list[VerifyItem]:
+    """``starloop verify`` input: ``completion`` plus ``answer`` (math) or ``tests`` (code); a row's
+    ``task`` names its verifier, ``verifier`` is the one for rows without."""
     items = []
     for i, row in enumerate(rows, 1):
         where = f"{path} row {i}"
+        task = row.get("task", verifier)
+        if task is None:
+            raise InputError(f"{where}: no 'task' field and no --verifier to judge it with")
+        if not isinstance(task, str) or not task:
+            raise InputError(f"{where}: 'task' must be a verifier name, got {task!r}")
         if row.get("completion") is None:
             raise InputError(f"{where}: missing field 'completion'")
         comp = completion_text(row["completion"])
@@ -242,7 +248,7 @@ def verify_items_from_rows(rows: Sequence[dict[str, Any]], verifier: str, path: 
         if answer is not None and not isinstance(answer, str | int | float):
             raise InputError(f"{where}: 'answer' must be a string or number, got {type(answer).__name__}")
         fr = row.get("finish_reason")
-        problem = Problem(id=str(row.get("problem_id", row.get("id", i))), task=verifier,
+        problem = Problem(id=str(row.get("problem_id", row.get("id", i))), task=task,
                           prompt=str(row.get("prompt", "")), answer=None if answer is None else str(answer),
                           tests=tests, meta={k: row[k] for k in META_FIELDS if k in row})
         items.append(VerifyItem(comp, problem, fr if isinstance(fr, str) else None))

@@ -55,6 +55,26 @@ def test_verify_cli_unknown_verifier_and_option(tmp_path, capsys):
     assert "bogus" in capsys.readouterr().err
 
 
+def test_verify_cli_honours_each_rows_task(tmp_path, capsys):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    code_tests = "assert add(1, 2) == 3\n"
+    _write(inp, [
+        {"completion": "so \\boxed{4}", "answer": "4", "task": "math"},
+        {"completion": "def add(a, b):\n    return a + b\n", "tests": code_tests, "task": "code"},
+        {"completion": "so \\boxed{5}", "answer": "4"},  # no task: --verifier's
+        {"completion": "def add(a, b):\n    return a * b\n", "tests": code_tests, "task": "code"},
+    ])
+    assert main(["verify", "--verifier", "math", "--input", str(inp), "--output", str(out)]) == 0
+    verdicts = [json.loads(x)["verdict"] for x in out.read_text().splitlines()]
+    assert [(v["verifier"], v["reason"]) for v in verdicts] == [("math", "ok"), ("code", "ok"), ("math", "wrong"),
+                                                               ("code", "wrong")]
+    assert main(["verify", "--input", str(inp), "--output", str(tmp_path / "o2")]) == 2  # row 3 has no task
+    assert "in.jsonl row 3: no 'task' field and no --verifier" in capsys.readouterr().err
+    _write(inp, [{"completion": "x", "answer": "1", "task": "nope"}])
+    assert main(["verify", "--input", str(inp), "--output", str(tmp_path / "o3")]) == 2
+    assert "in.jsonl row 1: no verifier named 'nope'" in capsys.readouterr().err
+
+
 def test_run_bad_config_fails_before_work(tmp_path, capsys):
     assert main(["run", "--run-dir", str(tmp_path / "r"), "--set", "train.lrate=1"]) == 2
     assert "train.lrate" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``starloop verify``: verify completions in a JSONL file.
 
-Input rows: ``completion`` plus ``answer`` (math) or ``tests`` (code); optional ``finish_reason``,
+Input rows: ``completion`` plus ``answer`` (math) or ``tests`` (code); optional ``task`` (the
+verifier that judges the row; ``--verifier`` names it for rows without one), ``finish_reason``,
 ``id`` / ``problem_id``, ``prompt``, and the code verifier's ``entry_point`` / ``stub`` / ``imports``;
 every other field passes through. Output rows: the input row plus ``verdict`` (with the name and
 version of the verifier that made it). Unusable input (bad JSON, a missing or non-string field)
@@ -30,7 +31,8 @@ from starloop.loop.fileio import read_jsonl, write_jsonl
 from starloop.loop.records import verified_row, verify_items_from_rows
 from starloop.loop.runtime.rundir import Parts, digest
 from starloop.loop.stages.verify import verify_in_chunks
-from starloop.verifiers.registry import get_verifier
+from starloop.verifiers.records import Verdict
+from starloop.verifiers.registry import VerifyItem, get_verifier
 
 log = logging.getLogger("starloop")
 
@@ -38,7 +40,8 @@ log = logging.getLogger("starloop")
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("verify", parents=parents, help="verify completions in a JSONL file",
                        description="Judge each row's completion with a verifier; write the rows back with a verdict.")
-    p.add_argument("--verifier", required=True, help="verifier name (see `starloop verifiers`)")
+    p.add_argument("--verifier", default=None,
+                   help="verifier for rows without a 'task' field (see `starloop verifiers`); a row's task wins")
     p.add_argument("--input", required=True, type=Path, help="JSONL rows: completion plus answer or tests")
     p.add_argument("--output", required=True, type=Path, help="JSONL file to write (input rows plus verdict)")
     p.add_argument("--workers", type=int, default=None, help="verification processes (default: verify.workers, or 1)")
@@ -49,39 +52,67 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.set_defaults(func=run)
 
 
+def _verifiers(items: list[VerifyItem], path: Path) -> dict[str, list[int]]:
+    """Row indices per verifier name (each row's ``task``), every verifier known."""
+    groups: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(item.problem.task, []).append(i)
+    for name, idxs in groups.items():
+        try:
+            get_verifier(name)
+        except KeyError as exc:
+            raise InputError(f"{path} row {idxs[0] + 1}: {exc.args[0]}") from None
+    return groups
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        spec = get_verifier(args.verifier)
-    except KeyError as exc:
-        raise InputError(str(exc.args[0])) from None
+    if args.verifier is not None:
+        try:
+            get_verifier(args.verifier)
+        except KeyError as exc:
+            raise InputError(str(exc.args[0])) from None
     for kv in args.option:
         if "=" not in kv:
             raise InputError(f"--option expects KEY=VALUE, got {kv!r}")
+        if args.verifier is None:
+            raise InputError("--option needs --verifier (or use --set verify.options.<verifier>.KEY=VALUE)")
     overrides = [*args.set, *(f"verify.options.{args.verifier}.{kv}" for kv in args.option)]
     cfg: VerifyConfig = load_section("verify", args.config, overrides)
-    options = cfg.options.get(args.verifier, {})
-    try:
-        spec.make_config(options)
-    except (ValueError, TypeError) as exc:
-        raise InputError(str(exc)) from None
     workers = args.workers if args.workers is not None else (cfg.workers if args.config else 1)
     rows = read_jsonl(args.input)
     if not rows:
         raise InputError(f"{args.input}: no rows")
     items = verify_items_from_rows(rows, args.verifier, args.input)
-    for i, item in enumerate(items, 1):
+    groups = _verifiers(items, args.input)
+    options: dict[str, dict] = {}
+    for name, idxs in groups.items():
+        spec = get_verifier(name)
+        options[name] = cfg.options.get(name, {})
         try:
-            spec.check([item.problem])
-        except ValueError as exc:
-            raise InputError(f"{args.input} row {i}: {exc}") from None
+            spec.make_config(options[name])
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(exc)) from None
+        for i in idxs:
+            try:
+                spec.check([items[i].problem])
+            except ValueError as exc:
+                raise InputError(f"{args.input} row {i + 1}: {exc}") from None
     parts_root = Path(f"{args.output}.parts")
-    key = {"input": hashlib.sha256(Path(args.input).read_bytes()).hexdigest(), "verifier": spec.name,
-           "version": spec.version, "options": options}
-    parts = Parts(parts_root / digest(key))
-    with tqdm(total=len(items), desc=f"verify ({args.verifier})", unit="row") as bar:
-        verdicts = verify_in_chunks(args.verifier, items, options=options, workers=workers, parts=parts, bar=bar)
-    counts = Counter(v.reason for v in verdicts)
-    write_jsonl(args.output, (verified_row(row, v) for row, v in zip(rows, verdicts, strict=True)))
+    source = hashlib.sha256(Path(args.input).read_bytes()).hexdigest()
+    verdicts: list[Verdict | None] = [None] * len(items)
+    with tqdm(total=len(items), desc="verify", unit="row") as bar:
+        for name, idxs in groups.items():
+            spec = get_verifier(name)
+            key = {"input": source, "verifier": spec.name, "version": spec.version, "options": options[name]}
+            if len(groups) > 1:
+                key["rows"] = idxs
+            got = verify_in_chunks(name, [items[i] for i in idxs], options=options[name], workers=workers,
+                                   parts=Parts(parts_root / digest(key)), bar=bar)
+            for i, v in zip(idxs, got, strict=True):
+                verdicts[i] = v
+    counts = Counter(v.reason for v in verdicts if v is not None)
+    write_jsonl(args.output, (verified_row(row, v) for row, v in zip(rows, verdicts, strict=True) if v is not None))
     shutil.rmtree(parts_root, ignore_errors=True)
-    log.info("%d rows verified: %s -> %s", len(rows), dict(counts), args.output)
+    log.info("%d rows verified (%s): %s -> %s", len(rows), ", ".join(f"{n}: {len(i)}" for n, i in groups.items()),
+             dict(counts), args.output)
     return 0
