@@ -10,6 +10,7 @@ name the file, the row and the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -270,11 +271,13 @@ def _optional(row: dict[str, Any], key: str, cast: type, where: str) -> Any:
         raise InputError(f"{where}: {key!r} must be {cast.__name__}, got {value!r}") from None
 
 
-def samples_from_verified_rows(rows: Sequence[dict[str, Any]], path: Any,
-                               verifier: str | None = None) -> list[Sample]:
+def samples_from_verified_rows(rows: Sequence[dict[str, Any]], path: Any, verifier: str | None = None,
+                               conversations: dict[str, list[dict[str, str]]] | None = None) -> list[Sample]:
     """Samples from verified rows (``starloop verify`` output, or a run's ``verified.jsonl``), for
     ``starloop pairs``. A verdict without its verifier's name gets the row's ``verifier`` / ``task``
-    or ``verifier``."""
+    or ``verifier``. With ``conversations``, a prompt may be a conversation (TRL's conversational
+    form, a list of {role, content} messages): the sample's prompt is then its JSON text, a key of
+    ``conversations`` that maps back to the messages (all rows must then have that form)."""
     if not rows:
         raise InputError(f"{path}: no rows")
     if not any("verdict" in r for r in rows):
@@ -283,6 +286,11 @@ def samples_from_verified_rows(rows: Sequence[dict[str, Any]], path: Any,
     if any(with_prompt) and not all(with_prompt):
         i = with_prompt.index(False) + 1
         raise InputError(f"{path} row {i}: missing field 'prompt' (other rows have one; the prompt groups the pairs)")
+    forms = [isinstance(r.get("prompt"), list) for r in rows]
+    if conversations is not None and any(forms) and not all(forms):
+        i = next(k for k, f in enumerate(forms) if f != forms[0]) + 1
+        raise InputError(f"{path} row {i}: mixes string and conversational (message list) prompts with row 1; "
+                         f"use one form for every row")
     versions: dict[str, str | None] = {}
     out = []
     for i, row in enumerate(rows, 1):
@@ -299,9 +307,13 @@ def samples_from_verified_rows(rows: Sequence[dict[str, Any]], path: Any,
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise InputError(f"{where}: unusable 'verdict' {row['verdict']!r} ({exc})") from None
         prompt = row.get("prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise InputError(f"{where}: 'prompt' must be a string (the rendered prompt; apply the chat template "
-                             f"first), got {type(prompt).__name__}")
+        if isinstance(prompt, list) and conversations is not None:
+            msgs = _messages(prompt, where, "prompt")
+            prompt = json.dumps(msgs, ensure_ascii=False)
+            conversations[prompt] = msgs
+        elif prompt is not None and not isinstance(prompt, str):
+            raise InputError(f"{where}: 'prompt' must be a string or a list of {{role, content}} messages, got "
+                             f"{type(prompt).__name__}")
         pid = row.get("problem_id", row.get("id"))
         if pid is None and prompt is None:
             raise InputError(f"{where}: needs 'prompt' or 'problem_id' / 'id' to group completions")
@@ -341,8 +353,24 @@ def sample_output_row(s: Sample, problem: Problem) -> dict[str, Any]:
 _TRAIN_FIELDS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}
 
 
+def _messages(value: Any, where: str, field: str, *, assistant_only: bool = False) -> list[dict[str, str]]:
+    """A conversational field: a non-empty list of {role, content} messages (only assistant ones for a
+    completion / chosen / rejected side)."""
+    ok = isinstance(value, list) and value and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+    if not ok:
+        raise InputError(f"{where}: {field!r} must be a string or a list of {{role, content}} messages, got "
+                         f"{type(value).__name__}")
+    if assistant_only and any(m["role"] != "assistant" for m in value):
+        raise InputError(f"{where}: {field!r} as messages must hold assistant messages only")
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
 def training_row(row: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
-    """An SFT (prompt/completion or messages) or DPO (prompt/chosen/rejected) row, checked."""
+    """An SFT (prompt/completion or messages) or DPO (prompt/chosen/rejected) row, checked, in TRL's
+    standard form (strings) or conversational form (lists of {role, content} messages; the
+    completion sides of a conversational row are assistant messages). A row is one form or the
+    other, as TRL requires."""
     if kind == "sft" and "prompt" not in row and "messages" in row:
         msgs = row["messages"]
         ok = isinstance(msgs, list) and len(msgs) >= 2 and all(
@@ -356,7 +384,12 @@ def training_row(row: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
     if missing:
         need = "prompt/completion (or messages)" if kind == "sft" else "prompt/chosen/rejected"
         raise InputError(f"{where}: missing field(s) {missing}; {kind} rows need {need}, present: {sorted(row)}")
+    if all(isinstance(row[f], str) for f in names):
+        return {f: row[f] for f in names}
+    if all(isinstance(row[f], list) for f in names):
+        return {f: _messages(row[f], where, f, assistant_only=f != "prompt") for f in names}
     for f in names:
-        if not isinstance(row[f], str):
+        if not isinstance(row[f], str | list):
             raise InputError(f"{where}: {f!r} must be a string, got {type(row[f]).__name__}")
-    return {f: row[f] for f in names}
+    raise InputError(f"{where}: mixes strings and message lists in {list(names)}; use one form for all (TRL's "
+                     f"standard or conversational format)")

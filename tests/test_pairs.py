@@ -212,6 +212,28 @@ def test_pairs_cli_without_prompt_groups_by_id(tmp_path):
     assert sorted(set(ds["problem_id"])) == ["p0", "p1", "p2"] and set(ds["prompt"]) == {""}
 
 
+def test_pairs_cli_conversational_prompts_give_trls_conversational_preference_rows(tmp_path, tiny_model):
+    import datasets
+
+    rows = _verified_rows()
+    for r in rows:
+        r["prompt"] = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": r["prompt"]}]
+        r["completion"] = [{"role": "assistant", "content": r["completion"]}]  # a conversational completion too
+    inp, out = tmp_path / "v.jsonl", tmp_path / "pairs"
+    _write(inp, rows)
+    assert main(["pairs", "--input", str(inp), "--output", str(out), "--per-prompt", "1", "--verifier", "math"]) == 0
+    ds = datasets.load_from_disk(str(out))
+    assert len(ds) == 3
+    for row in ds:
+        assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+        assert [m["role"] for m in row["chosen"]] == [m["role"] for m in row["rejected"]] == ["assistant"]
+    # TRL's DPOTrainer takes the folder as it is (the tiny model's tokenizer has a chat template).
+    small = [x for k, v in (("max_steps", 1), ("per_device_train_batch_size", 2), ("max_length", 64),
+                            ("gradient_checkpointing", "false")) for x in ("--set", f"train.dpo.{k}={v}")]
+    assert main(["train", "--kind", "dpo", "--model", tiny_model, "--data", str(out), "--output",
+                 str(tmp_path / "dpo"), *small]) == 0
+
+
 def _no_verdict():
     rows = _verified_rows(1)
     for r in rows:
@@ -240,7 +262,8 @@ def _one(key, value):
         (_one("completion", None), "row 2: missing field 'completion'"),
         (_one("completion", 7), "'completion' must be a string"),
         (_one("prompt", None), "row 2: missing field 'prompt'"),
-        (_one("prompt", [{"role": "user", "content": "hi"}]), "apply the chat template"),
+        (_one("prompt", [{"role": "user", "content": "hi"}]), "row 2: mixes string and conversational"),
+        (_one("prompt", [{"role": "user"}]), "row 2: mixes string and conversational"),
         ([r for r in _verified_rows(2) if r["verdict"]["reason"] != "ok"], "no preference pairs"),
     ],
 )

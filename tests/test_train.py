@@ -168,11 +168,36 @@ def test_train_cli_dpo_and_sft(tiny_model, tmp_path):
     assert json.loads((tmp_path / "chat" / "train_stats.json").read_text())["stats"]["steps"] == 2
 
 
+def test_train_cli_takes_trls_conversational_formats(tiny_model, tmp_path):
+    # The examples of TRL's dataset-formats guide: conversational prompt-completion and
+    # conversational preference rows (the tiny model's tokenizer has a chat template).
+    sft = [{"prompt": [{"role": "user", "content": "What color is the sky?"}],
+            "completion": [{"role": "assistant", "content": "It is blue."}]}] * 4
+    dpo = [{"prompt": [{"role": "user", "content": "What color is the sky?"}],
+            "chosen": [{"role": "assistant", "content": "It is blue."}],
+            "rejected": [{"role": "assistant", "content": "It is green."}]}] * 4
+    _write(tmp_path / "sft.jsonl", sft)
+    _write(tmp_path / "dpo.jsonl", dpo)
+    for kind in ("sft", "dpo"):
+        small = [x for k, v in (("max_steps", 2), ("per_device_train_batch_size", 2), ("max_length", 64),
+                                ("gradient_checkpointing", "false")) for x in ("--set", f"train.{kind}.{k}={v}")]
+        assert main(["train", "--kind", kind, "--model", tiny_model, "--data", str(tmp_path / f"{kind}.jsonl"),
+                     "--output", str(tmp_path / kind), *small]) == 0
+        stats = json.loads((tmp_path / kind / "train_stats.json").read_text())["stats"]
+        assert stats["steps"] == 2 and stats["train_loss"] > 0
+
+
 @pytest.mark.parametrize(
     "kind, data, extra, needle",
     [
         ("dpo", [{"prompt": "a", "chosen": "b"}], [], "missing field(s) ['rejected']"),
         ("dpo", [{"prompt": "a", "chosen": "b", "rejected": 3}], [], "'rejected' must be a string"),
+        ("dpo", [{"prompt": [{"role": "user", "content": "a"}], "chosen": "b", "rejected": "c"}], [],
+         "mixes strings and message lists"),
+        ("dpo", [{"prompt": [{"role": "user", "content": "a"}], "chosen": [{"role": "user", "content": "b"}],
+                  "rejected": [{"role": "assistant", "content": "c"}]}], [], "assistant messages only"),
+        ("sft", [{"prompt": [{"role": "user"}], "completion": [{"role": "assistant", "content": "b"}]}], [],
+         "list of {role, content} messages"),
         ("sft", [{"prompt": "a"}], [], "missing field(s) ['completion']"),
         ("sft", [{"messages": [{"role": "user", "content": "a"}]}], [], "ending with an assistant message"),
         ("sft", [], [], "no rows"),

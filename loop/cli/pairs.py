@@ -47,9 +47,15 @@ def run(args: argparse.Namespace) -> int:
     exclude_truncated = cfg.exclude_truncated if args.include_truncated is None else not args.include_truncated
     if per_prompt < 1:
         raise InputError(f"--per-prompt must be >= 1, got {per_prompt}")
-    samples = samples_from_verified_rows(read_jsonl(args.input), args.input, args.verifier)
+    conversations: dict[str, list[dict[str, str]]] = {}
+    samples = samples_from_verified_rows(read_jsonl(args.input), args.input, args.verifier, conversations)
     rows, stats = build_pairs(samples, strategy=strategy, per_prompt=per_prompt, exclude_truncated=exclude_truncated,
                               seed=args.seed)
+    if conversations:  # TRL's conversational preference form: the prompt's messages, assistant replies
+        for row in rows:
+            row["prompt"] = conversations[row["prompt"]]
+            for side in ("chosen", "rejected"):
+                row[side] = [{"role": "assistant", "content": row[side]}]
     if not rows:
         raise InputError(f"{args.input}: {no_pairs_message(stats)}")
     meta = {"input": str(args.input), "strategy": strategy, "per_prompt": per_prompt,

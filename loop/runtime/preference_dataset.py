@@ -11,18 +11,24 @@ from typing import Any
 from starloop.loop.records import PAIR_COLUMNS, pair_dataset_row
 
 
-def features():
-    """The datasets ``Features`` of a pairs dataset (stable types even when a column is all None)."""
+def features(conversational: bool = False):
+    """The datasets ``Features`` of a pairs dataset (stable types even when a column is all None); in
+    TRL's conversational form, prompt / chosen / rejected are lists of {role, content} messages."""
     import datasets  # heavy: deferred
 
-    return datasets.Features({k: datasets.Value(t) for k, t in PAIR_COLUMNS.items()})
+    feats = {k: datasets.Value(t) for k, t in PAIR_COLUMNS.items()}
+    if conversational:
+        message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+        feats.update({k: [message] for k in ("prompt", "chosen", "rejected")})
+    return datasets.Features(feats)
 
 
 def to_dataset(rows: Sequence[Mapping[str, Any]]):
     """A ``datasets.Dataset`` of preference rows with the ``PAIR_COLUMNS`` schema."""
     import datasets  # heavy: deferred
 
-    return datasets.Dataset.from_list([pair_dataset_row(r) for r in rows], features=features())
+    conversational = bool(rows) and isinstance(rows[0].get("prompt"), list)
+    return datasets.Dataset.from_list([pair_dataset_row(r) for r in rows], features=features(conversational))
 
 
 def dataset_card(stats: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
