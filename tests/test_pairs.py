@@ -9,6 +9,7 @@ import pytest
 from starloop.loop.cli.main import main
 from starloop.loop.config import VerifyConfig
 from starloop.loop.records import PAIR_COLUMNS, Sample, sample_to_row
+from starloop.loop.runtime.preference_dataset import HUB_FILES
 from starloop.loop.stages.pairs import STRATEGIES, build_pairs
 from starloop.loop.stages.verify import verify_samples
 from starloop.verifiers.records import Problem, Verdict
@@ -184,11 +185,20 @@ def test_pairs_cli_writes_dataset(tmp_path):
     _write(inp, _verified_rows())
     assert main(["pairs", "--input", str(inp), "--output", str(out), "--strategy", "hardest", "--per-prompt", "1",
                  "--verifier", "math"]) == 0
-    ds = datasets.load_from_disk(str(out))
+    ds = datasets.load_from_disk(str(out))["train"]
     assert len(ds) == 3 and ds.column_names == list(PAIR_COLUMNS)
     assert all(r["rejected_reason"] == "wrong" for r in ds)  # hardest: the near miss, not the garbage
     assert all(r["verifier"] == "math" for r in ds)
     assert pq.read_table(out / "pairs.parquet").to_pylist() == ds.to_list()
+    # load_dataset reads the folder too (the Parquet file its card names), and so does the Hub copy:
+    # exactly the files --push-to-hub uploads (no Hub is reachable here: the upload itself is one
+    # huggingface_hub call, upload_folder with these files).
+    assert datasets.load_dataset(str(out), split="train").to_list() == ds.to_list()
+    hub = tmp_path.parent / f"{tmp_path.name}-hub-copy"
+    hub.mkdir()
+    for name in HUB_FILES:
+        (hub / name).write_bytes((out / name).read_bytes())
+    assert datasets.load_dataset(str(hub), split="train").to_list() == ds.to_list()
     assert [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()] == ds.to_list()
     card = (out / "README.md").read_text()
     assert "| pairs | 3 |" in card and "hardest" in card and "| truncated | 3 | 0 |" in card
@@ -198,7 +208,7 @@ def test_pairs_cli_writes_dataset(tmp_path):
     assert main(["pairs", "--input", str(inp), "--output", str(out), "--include-truncated", "--per-prompt", "9"]) != 0
     assert main(["pairs", "--input", str(inp), "--output", str(out), "--include-truncated", "--per-prompt", "9",
                  "--overwrite"]) == 0
-    assert len(datasets.load_from_disk(str(out))) == 9
+    assert len(datasets.load_from_disk(str(out))["train"]) == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "verified.jsonl"]  # nothing half-written
 
 
@@ -208,7 +218,7 @@ def test_pairs_cli_without_prompt_groups_by_id(tmp_path):
     inp, out = tmp_path / "v.jsonl", tmp_path / "pairs"
     _write(inp, _verified_rows(prompt=False))
     assert main(["pairs", "--input", str(inp), "--output", str(out)]) == 0
-    ds = datasets.load_from_disk(str(out))
+    ds = datasets.load_from_disk(str(out))["train"]
     assert sorted(set(ds["problem_id"])) == ["p0", "p1", "p2"] and set(ds["prompt"]) == {""}
 
 
@@ -222,7 +232,7 @@ def test_pairs_cli_conversational_prompts_give_trls_conversational_preference_ro
     inp, out = tmp_path / "v.jsonl", tmp_path / "pairs"
     _write(inp, rows)
     assert main(["pairs", "--input", str(inp), "--output", str(out), "--per-prompt", "1", "--verifier", "math"]) == 0
-    ds = datasets.load_from_disk(str(out))
+    ds = datasets.load_from_disk(str(out))["train"]
     assert len(ds) == 3
     for row in ds:
         assert [m["role"] for m in row["prompt"]] == ["system", "user"]
@@ -298,7 +308,7 @@ def test_pairs_cli_reads_run_verified_samples(tmp_path):
     _write(tmp_path / "verified.jsonl", rows)
     assert main(["pairs", "--input", str(tmp_path / "verified.jsonl"), "--output", str(tmp_path / "p"),
                  "--verifier", "math"]) == 0
-    (row,) = datasets.load_from_disk(str(tmp_path / "p")).to_list()
+    (row,) = datasets.load_from_disk(str(tmp_path / "p"))["train"].to_list()
     assert (row["problem_id"], row["iteration"], row["chosen_model"], row["rejected_temperature"], row["chosen_seed"]) \
         == ("p1", 2, "runs/x/iter-001/train/model", 0.8, 7)
     assert row["verifier"] == "math" and row["verifier_version"]

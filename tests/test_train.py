@@ -127,7 +127,7 @@ def test_pairs_dataset_trains_in_trl_unchanged(tiny_model, tmp_path):
                          "verdict": Verdict(reason == "ok", float(reason == "ok"), reason).to_dict()})
     _write(tmp_path / "verified.jsonl", rows)
     assert main(["pairs", "--input", str(tmp_path / "verified.jsonl"), "--output", str(tmp_path / "pairs")]) == 0
-    ds = datasets.load_from_disk(str(tmp_path / "pairs"))
+    ds = datasets.load_dataset(str(tmp_path / "pairs"), split="train")
     args = DPOConfig(output_dir=str(tmp_path / "trl"), max_steps=2, per_device_train_batch_size=2, bf16=False,
                      use_cpu=True, report_to="none", save_strategy="no", max_length=64)
     trainer = DPOTrainer(model=tiny_model, args=args, train_dataset=ds)

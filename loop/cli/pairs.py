@@ -1,7 +1,8 @@
 """``starloop pairs``: a DPO preference dataset from verified completions (``starloop verify`` output,
-or a run's ``iter-NNN/verify/verified.jsonl``): ``save_to_disk`` files (``datasets.load_from_disk(DIR)``
-gives TRL's preference format), ``pairs.jsonl``, ``pairs.parquet``, ``stats.json`` and a dataset card
-``README.md``, written into a temporary folder renamed into place at the end.
+or a run's ``iter-NNN/verify/verified.jsonl``) in TRL's preference format: ``pairs.parquet`` and a
+dataset card ``README.md`` (``datasets.load_dataset(DIR)``; ``--push-to-hub REPO`` uploads these two
+with ``huggingface_hub``), ``save_to_disk`` files (``datasets.load_from_disk(DIR)["train"]``),
+``pairs.jsonl`` and ``stats.json``, written into a temporary folder renamed into place at the end.
 
 Pairing settings come from the config's ``pairs`` section (``--config``, ``--set pairs.KEY=VALUE``);
 ``--strategy``, ``--per-prompt`` and ``--include-truncated`` override them.
@@ -17,7 +18,7 @@ from starloop.loop.config import PairsConfig, load_section
 from starloop.loop.errors import InputError
 from starloop.loop.fileio import atomic_dir, read_jsonl
 from starloop.loop.records import samples_from_verified_rows
-from starloop.loop.runtime.preference_dataset import write_dataset
+from starloop.loop.runtime.preference_dataset import HUB_FILES, push_to_hub, write_dataset
 from starloop.loop.stages.pairs import STRATEGIES, build_pairs, no_pairs_message
 
 
@@ -65,8 +66,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{stats['pairs']} pairs from {stats['prompts_with_pairs']} of {stats['prompts']} prompts "
           f"({strategy}, <= {per_prompt} per prompt) -> {args.output}")
     if args.push_to_hub:
-        import datasets  # heavy: deferred
-
-        datasets.load_from_disk(str(args.output)).push_to_hub(args.push_to_hub)
-        print(f"pushed to the Hub: {args.push_to_hub}")
+        print(f"pushed {', '.join(HUB_FILES)} to the Hub: {push_to_hub(args.output, args.push_to_hub)}")
     return 0

@@ -84,26 +84,46 @@ was sampled with). Made by `starloop pairs`.
 
 ## Files and columns
 
-`pairs.parquet`, `pairs.jsonl`, and the `datasets` files of `save_to_disk` (this folder loads with
+`pairs.parquet` (what `datasets.load_dataset` reads, locally or from the Hub), `pairs.jsonl`, and
+locally the `datasets` files of `save_to_disk` (a `DatasetDict` with one `train` split, for
 `datasets.load_from_disk`). Columns: {columns}.
 
 ```python
 import datasets
 from trl import DPOConfig, DPOTrainer
 
-ds = datasets.load_from_disk("THIS_FOLDER")
+ds = datasets.load_dataset("THIS_FOLDER_OR_REPO", split="train")  # or load_from_disk(...)["train"]
 trainer = DPOTrainer(model="MODEL", args=DPOConfig(output_dir="out"), train_dataset=ds)
 ```
 """
 
+HUB_FILES = ("README.md", "pairs.parquet")
+"""What a dataset repository on the Hub needs of a pairs folder: the card (whose ``configs`` header
+points ``load_dataset`` at the Parquet file) and the data."""
+
+
+def push_to_hub(folder: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
+    """Upload a pairs folder's ``HUB_FILES`` to the dataset repository ``repo_id`` (created if needed)
+    with ``huggingface_hub``; returns the commit URL."""
+    from huggingface_hub import HfApi  # heavy: deferred
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(folder),
+                             allow_patterns=list(HUB_FILES), commit_message="Preference pairs from starloop pairs")
+    return str(info)
+
 
 def write_dataset(rows: Sequence[Mapping[str, Any]], stats: Mapping[str, Any], out: str | Path,
                   meta: Mapping[str, Any]) -> Path:
-    """Write ``rows`` to the (new) folder ``out``: save_to_disk files, pairs.jsonl, pairs.parquet,
-    stats.json and README.md. Returns ``out``."""
+    """Write ``rows`` to the (new) folder ``out``: save_to_disk files (a ``DatasetDict`` with a ``train``
+    split, so that ``load_dataset(out)`` reads the Parquet file the card names and ``load_from_disk(out)``
+    the arrow files), pairs.jsonl, pairs.parquet, stats.json and README.md. Returns ``out``."""
+    import datasets  # heavy: deferred
+
     out = Path(out)
     ds = to_dataset(rows)
-    ds.save_to_disk(str(out))
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(out))
     ds.to_parquet(str(out / "pairs.parquet"))
     with (out / "pairs.jsonl").open("w", encoding="utf-8") as fh:
         for r in rows:
