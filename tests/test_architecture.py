@@ -15,7 +15,7 @@ MAX_MODULE_LINES = 420  # "about 400"
 MAX_CLASS_LINES = 150
 EXEMPT = {"starloop.sandbox._zygote"}  # one stdlib-only file by design: the sandbox's zygote
 HEAVY = {"torch", "transformers", "vllm", "trl", "peft", "deepspeed", "matplotlib", "datasets", "pyarrow",
-         "tokenizers", "wandb", "sympy", "latex2sympy2_extended", "safetensors"}
+         "tokenizers", "wandb", "sympy", "latex2sympy2_extended", "safetensors", "huggingface_hub", "evaluate"}
 
 
 def modules() -> dict[str, Path]:

@@ -76,11 +76,14 @@ def test_wheel_imports_from_the_venv_and_ships_its_configs(installed):
             "print(starloop.loop.__file__); print(config_file('configs/deepspeed/zero3.json'));"
             "print(config_file('configs/accelerate/zero2.yaml')); print(load_config('configs/ablations/control.yaml').name);"
             "from starloop.verifiers import metrics; import os; s = metrics.evaluate_script();"
-            "print(s if os.path.isfile(s) else 'missing: ' + s)")
+            "print(s if os.path.isfile(s) else 'missing: ' + s);"
+            "import starloop, importlib.resources as r; print(starloop.__file__, starloop.__version__,"
+            " r.files('starloop').joinpath('py.typed').is_file())")
     lines = _run(installed, str(venv / "bin" / "python"), "-c", code).stdout.split()
     assert all(line.startswith(str(venv)) for line in lines[:3]), lines
     assert lines[3] == "demo-control"
     assert lines[4].startswith(str(venv)) and lines[4].endswith("starloop_verifier.py"), lines  # the evaluate metric
+    assert lines[5].startswith(str(venv)) and lines[6] != "0+unknown" and lines[7] == "True", lines  # the API
     out = _run(installed, "starloop", "--version").stdout
     assert out.startswith("starloop ")
 

@@ -6,20 +6,15 @@ verdict reason; prints a table and writes the metrics as JSON."""
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from starloop.loop.cli.common import add_config_args, load_inputs, open_sampling
+from starloop.loop.api import evaluate_model
+from starloop.loop.cli.common import add_config_args
 from starloop.loop.fileio import write_json
-from starloop.loop.runtime.models import load_tokenizer
-from starloop.loop.runtime.prompts import problem_prompts
-from starloop.loop.stages.evaluation import evaluate_model
-
-log = logging.getLogger("starloop")
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -36,22 +31,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, ds, problems, model = load_inputs(args, list(args.set))
-    log.info("evaluating %s on %d %s problems (%s %s)", model, len(problems), args.split, ds.source, ds.path or "")
-    prompts = problem_prompts(load_tokenizer(model), problems, cfg.prompt)
-    with open_sampling(cfg) as sampling:
-        metrics = evaluate_model(sampling, model, problems, prompts, eval_cfg=cfg.eval, sampling_cfg=cfg.sampling,
-                                 verify_cfg=cfg.verify, out=args.samples_dir,
-                                 seed=cfg.seed if args.seed is None else args.seed, progress=cfg.runtime.progress)
-    result = {
-        "model": model,
-        "config": str(args.config) if args.config else "configs/demo.yaml",
-        "split": args.split,
-        "dataset": {"source": ds.source, "path": ds.path, "split": ds.split, "limit": ds.limit},
-        "eval": {"n": cfg.eval.n, "k": cfg.eval.k, "temperature": cfg.eval.temperature, "greedy": cfg.eval.greedy,
-                 "max_tokens": cfg.eval.max_tokens or cfg.sampling.max_tokens},
-        **metrics,
-    }
+    result = evaluate_model(args.model, config=args.config, overrides=list(args.set), split=args.split,
+                            samples_dir=args.samples_dir, seed=args.seed)
     print_eval(result)
     if args.output:
         write_json(args.output, result)

@@ -20,10 +20,10 @@ import logging
 import os
 import signal
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 from rich.logging import RichHandler
 
+from starloop import __version__
 from starloop.loop.cli import evaluate, pairs, report, run, sample, train, verifiers, verify
 from starloop.loop.config import ConfigError
 from starloop.loop.errors import DiskFull, InputError, is_disk_full
@@ -45,13 +45,6 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _version() -> str:
-    try:
-        return version("starloop")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="%H:%M:%S",
                         handlers=[RichHandler(rich_tracebacks=False, show_path=False)])
@@ -70,7 +63,7 @@ def _env_defaults() -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="starloop",
                                 description="Self-improvement loop for reasoning with verifiable rewards.")
-    p.add_argument("--version", action="version", version=f"starloop {_version()}")
+    p.add_argument("--version", action="version", version=f"starloop {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     # -v also after the command: `starloop run -v` (SUPPRESS keeps a -v given before the command).
     verbose = argparse.ArgumentParser(add_help=False)

@@ -8,7 +8,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from starloop.loop.cli.common import add_config_args, load_inputs, open_sampling
+from starloop.loop.api import load_inputs, open_sampling
+from starloop.loop.cli.common import add_config_args
 from starloop.loop.fileio import write_jsonl
 from starloop.loop.records import GenParams, SampleRequest, sample_output_row
 from starloop.loop.runtime.models import load_tokenizer
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"sampling.n={args.n}"] if args.n is not None else [])
-    cfg, ds, problems, model = load_inputs(args, overrides)
+    cfg, ds, problems, model = load_inputs(args.config, overrides, args.split, args.model)
     s = cfg.sampling
     prompts = problem_prompts(load_tokenizer(model), problems, cfg.prompt)
     params = GenParams(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=cfg.seed)
