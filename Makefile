@@ -34,7 +34,7 @@ test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check loop verifiers sandbox tests bench
+	$(VENV)/bin/ruff check __init__.py loop verifiers sandbox tests bench
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

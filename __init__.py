@@ -32,7 +32,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "make_reward_func": ("starloop.verifiers.reward", "make_reward_func"),
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "build_pairs", "evaluate_model", "load_config", "make_reward_func", "run", "verify"]
+assert set(__all__) == {"__version__", *_EXPORTS}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve lazily
     from starloop.loop.api import build_pairs, evaluate_model, run
