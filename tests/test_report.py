@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from starloop.loop.cli.main import main
-from starloop.loop.config import RunConfig, load_config
-from starloop.loop.runtime.report import (
-    flatten_metrics,
-    iteration_rows,
-    log_iteration,
-    print_table,
-    write_report,
-)
+from starloop.loop.config import RunConfig, dump_config, load_config
+from starloop.loop.runtime.report import iteration_rows, print_table, write_report
 from starloop.loop.runtime.rundir import RunDir
+from starloop.loop.runtime.trackers import flatten_metrics, log_iteration
 
 FIX = Path(__file__).parent / "fixtures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -88,10 +83,16 @@ def test_iteration_rows_from_run_dir(tmp_path):
 
 def test_write_report_markdown_and_pngs(tmp_path):
     rd = fake_run(tmp_path / "run")
+    (rd.root / "config.yaml").write_text(dump_config(load_config()))
     path = write_report(rd)
     md = path.read_text()
     for needle in ("## Per iteration", "## Held-out pass@1 per task", "## Verdict reasons", "## SFT data",
-                   "(accuracy.png)", "(reasons.png)", "(data.png)", "| iter | selfgen | rationalized | real | replay"):
+                   "(accuracy.png)", "(reasons.png)", "(data.png)", "| iteration | selfgen | rationalized | real | replay",
+                   # what was run, and columns that say what they are
+                   "| model | builtin:arithmetic |", "| SFT | learning_rate=0.0003, max_steps=60", "| DPO | off |",
+                   "| iterations, seed | 2 done of 10, seed 0 |", "| wall time |", "pass@1 greedy | pass@4 sampled | "
+                   "maj@4 sampled", "rationales kept", "SFT loss", "## Seconds per stage",
+                   "| iteration | sample | verify | rationalize | select | pairs | train | evaluate | total |"):
         assert needle in md, needle
     for name in ("accuracy.png", "reasons.png", "data.png"):
         check_png(rd.root / name)

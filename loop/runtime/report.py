@@ -6,24 +6,21 @@ Plots: ``accuracy.png`` (held-out pass@1 / pass@k / maj@k per iteration, and pas
 evaluation), ``data.png`` (the SFT set's mix of self-generated, rationalized, real and replayed
 rows, and its distinct-2 diversity).
 
-:func:`log_iteration` sends each iteration's metrics row to TensorBoard and / or Weights & Biases
-when ``runtime.report_to`` names them (also the trainers' default ``report_to``; off by default).
+Experiment trackers (TensorBoard, Weights & Biases) are :mod:`~starloop.loop.runtime.trackers`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-from starloop.loop.config import RunConfig
 from starloop.loop.runtime.artifacts import Artifacts
 from starloop.loop.runtime.rundir import RunDir
 from starloop.verifiers.records import REASONS
@@ -95,6 +92,8 @@ def iteration_rows(rd: RunDir) -> list[dict[str, Any]]:
             "sources": sft_sources(rd, it, sel) if sel else {},
             "per_task": {t: b.get("pass@1") for t, b in (m.get("per_task") or {}).items()},
             "seconds": {s: _stage(rd, stages, it, s).get("seconds") for s in STAGE_COLS if _stage(rd, stages, it, s)},
+            "sft_loss": (_stage(rd, stages, it, "train").get("sft") or {}).get("train_loss"),
+            "dpo_loss": (_stage(rd, stages, it, "train").get("dpo") or {}).get("train_loss"),
         }
         rows.append(row)
     return rows
@@ -109,20 +108,85 @@ def _fmt(v: Any) -> str:
 
 
 def table_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["iter", "pass@1", "pass@k", "maj@k", "samples", "verified", "rationalized", "SFT rows",
-              *[f"{s[:5]} s" for s in STAGE_COLS]]
+    """Held-out accuracy (greedy pass@1; pass@k and maj@k of the sampled completions), the
+    iteration's data and its training loss."""
+    k = next((r["pass@k"][0] for r in rows if r["pass@k"]), "k")
+    dpo = any(r["dpo_loss"] is not None for r in rows)
+    header = ["iteration", "pass@1 greedy", f"pass@{k} sampled", f"maj@{k} sampled", "samples", "verified",
+              "rationales kept", "SFT rows", "SFT loss", *(["DPO loss"] if dpo else [])]
     body = []
     for r in rows:
-        pk = f"{r['pass@k'][1]:.3f}@{r['pass@k'][0]}" if r["pass@k"] else "-"
-        body.append([str(r["iteration"]), _fmt(r["pass@1"]), pk, _fmt(r["maj@k"]), _fmt(r["samples"]),
-                     _fmt(r["verified"]), _fmt(r["rationalized"]), _fmt(r["sft_rows"]),
-                     *[_fmt(r["seconds"].get(s)) for s in STAGE_COLS]])
+        body.append([str(r["iteration"]), _fmt(r["pass@1"]), _fmt(r["pass@k"][1] if r["pass@k"] else None),
+                     _fmt(r["maj@k"]), _fmt(r["samples"]), _fmt(r["verified"]), _fmt(r["rationalized"]),
+                     _fmt(r["sft_rows"]), _fmt(r["sft_loss"]), *([_fmt(r["dpo_loss"])] if dpo else [])])
     return header, body
+
+
+def seconds_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Wall-clock seconds of each stage per iteration."""
+    header = ["iteration", *STAGE_COLS, "total"]
+    def sec(v: Any) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    body = [[str(r["iteration"]), *[sec(r["seconds"].get(s)) for s in STAGE_COLS],
+             sec(sum(v or 0.0 for v in r["seconds"].values()))] for r in rows]
+    return header, body
+
+
+def _config(rd: RunDir) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load((rd.root / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {sec:02d} s"
+
+
+def _dataset(d: dict[str, Any] | None) -> str:
+    if not d or not d.get("source"):
+        return "-"
+    where = d.get("path") or ", ".join(f"{k}={v}" for k, v in (d.get("options") or {}).items() if k != "seed")
+    return f"{d['source']}" + (f" ({where})" if where else "")
+
+
+def summary_lines(rd: RunDir, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """What was run: model, data, key settings, wall time (from config.yaml and the manifest)."""
+    cfg = _config(rd)
+    stages = rd.manifest()["stages"]
+    first = next((v for k, v in sorted(stages.items()) if k.endswith("/sample")), {})
+    metrics = rd.metrics()
+    last = metrics[-1] if metrics else {}
+    data, sampling, train, ev = (cfg.get(k) or {} for k in ("data", "sampling", "train", "eval"))
+    sft, dpo = train.get("sft") or {}, train.get("dpo") or {}
+
+    def keys(section: dict[str, Any], names: tuple[str, ...]) -> str:
+        return ", ".join(f"{n}={section[n]}" for n in names if section.get(n) is not None) or "TRL's defaults"
+
+    real_rows = [r["sources"].get("real") for r in rows if r["sources"]]
+    return [
+        ("model", str((cfg.get("model") or {}).get("path", "-"))),
+        ("train problems", f"{_dataset(data.get('train'))}; {first.get('problems', '-')} per iteration"),
+        ("held-out problems", f"{_dataset(data.get('eval'))}; {last.get('problems', '-')} evaluated"),
+        ("real data mixed in", f"{_dataset(data.get('real'))}; {real_rows[-1] if real_rows else 0} rows per iteration"),
+        ("iterations, seed", f"{len(rows) - 1 if rows else 0} done of {cfg.get('iterations', '-')}, seed {cfg.get('seed', '-')}"),
+        ("sampling", keys(sampling, ("backend", "n", "temperature", "top_p", "max_tokens"))),
+        ("SFT", keys(sft, ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size"))
+         if sft.get("enabled", True) else "off"),
+        ("DPO", keys(dpo, ("beta", "loss_type", "learning_rate", "max_steps")) if dpo.get("enabled") else "off"),
+        ("evaluation", f"pass@1 greedy; pass@k and maj@k over n={ev.get('n', '-')} samples at temperature "
+                       f"{ev.get('temperature', '-')}"),
+        ("wall time", _duration(sum(float(v.get("seconds") or 0.0) for v in stages.values()))),
+    ]
 
 
 def data_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The SFT set per iteration: rows per source and distinct-2."""
-    header = ["iter", *SOURCES, "distinct-2"]
+    header = ["iteration", *SOURCES, "distinct-2"]
     body = [[str(r["iteration"]), *[_fmt(r["sources"].get(s)) for s in SOURCES], _fmt(r["distinct_2"])]
             for r in rows if r["sources"]]
     return header, body
@@ -130,7 +194,7 @@ def data_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 def reason_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Verdict-reason rates per iteration: train samples (verify stage) / held-out evaluation."""
-    header = ["iter", *REASONS]
+    header = ["iteration", *REASONS]
     body = []
     for r in rows:
         cells = []
@@ -144,13 +208,18 @@ def reason_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
 
 def task_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     tasks = sorted({t for r in rows for t in r["per_task"]})
-    return ["iter", *tasks], [[str(r["iteration"]), *[_fmt(r["per_task"].get(t)) for t in tasks]] for r in rows]
+    return ["iteration", *tasks], [[str(r["iteration"]), *[_fmt(r["per_task"].get(t)) for t in tasks]] for r in rows]
 
 
 def print_table(rd: RunDir, console=None) -> None:
     console = console or Console(width=max(140, Console().width))
     rows = iteration_rows(rd)
-    tables = [(f"starloop run {rd.root}", table_lines(rows)),
+    summary = Table(title=f"starloop run {rd.root}", show_header=False)
+    for key, value in summary_lines(rd, rows):
+        summary.add_row(key, value)
+    console.print(summary)
+    tables = [("per iteration: held-out accuracy, data, training loss", table_lines(rows)),
+              ("seconds per stage", seconds_lines(rows)),
               ("verdict reasons (train samples / held-out)", reason_lines(rows))]
     if any(r["sources"] for r in rows):
         tables.append(("SFT data: rows per source, diversity", data_lines(rows)))
@@ -188,8 +257,8 @@ def plot(rd: RunDir, path: Path) -> Path:
     ks = sorted({k for r in rows for k in r.get("pass@k", {})}, key=int)
     if ks:
         k = ks[-1]
-        ax.plot(its, [r.get("pass@k", {}).get(k) for r in rows], marker="s", label=f"pass@{k}")
-        ax.plot(its, [r.get("maj@k", {}).get(k) for r in rows], marker="^", label=f"maj@{k}")
+        ax.plot(its, [r.get("pass@k", {}).get(k) for r in rows], marker="s", label=f"pass@{k} (sampled)")
+        ax.plot(its, [r.get("maj@k", {}).get(k) for r in rows], marker="^", label=f"maj@{k} (sampled)")
     for task in sorted({t for r in rows for t in (r.get("per_task") or {})}):
         ax.plot(its, [(r.get("per_task") or {}).get(task, {}).get("pass@1") for r in rows], linestyle="--",
                 marker=".", label=f"pass@1 {task}")
@@ -296,8 +365,11 @@ def write_report(rd: RunDir) -> Path:
     """Write report.md and the PNG plots into the run dir; return the report path."""
     pngs = plots(rd)
     rows = iteration_rows(rd)
-    md = [f"# starloop run `{rd.root.name}`", "", "## Per iteration", "", *_md_table(*table_lines(rows)), ""]
-    md += [f"![held-out accuracy]({pngs[0].name})", ""]
+    md = [f"# starloop run `{rd.root.name}`", "", *_md_table(["", ""], [[k, v] for k, v in summary_lines(rd, rows)]),
+          "", "## Per iteration", "", "pass@1 greedy: one greedy completion per held-out problem; pass@k and maj@k: "
+          "over the sampled completions (unbiased pass@k estimator; maj@k scores the most frequent answer). SFT loss: "
+          "the mean training loss of the iteration's SFT phase.", "", *_md_table(*table_lines(rows)), ""]
+    md += [f"![held-out accuracy]({pngs[0].name})", "", "## Seconds per stage", "", *_md_table(*seconds_lines(rows)), ""]
     if any(r["per_task"] for r in rows):
         md += ["## Held-out pass@1 per task", "", *_md_table(*task_lines(rows)), ""]
     md += ["## Verdict reasons", "", "Share of samples per verdict reason: train samples (verify stage) / held-out "
@@ -307,82 +379,3 @@ def write_report(rd: RunDir) -> Path:
     path = rd.root / "report.md"
     path.write_text("\n".join(md))
     return path
-
-
-# ----------------------------------------------------------------------------------------------
-# Experiment trackers.
-
-
-def flatten_metrics(row: dict[str, Any], prefix: str = "starloop") -> dict[str, float]:
-    """Numeric leaves of a metrics row as ``prefix/a/b`` keys (``starloop/pass@k/4``)."""
-    out: dict[str, float] = {}
-    for key, value in row.items():
-        name = f"{prefix}/{key}"
-        if isinstance(value, dict):
-            out.update(flatten_metrics(value, name))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "iteration":
-            out[name] = float(value)
-    return out
-
-
-def _trackers(report_to: list[str]) -> list[str]:
-    wanted = set(report_to)
-    if "all" in wanted:
-        wanted |= {"tensorboard", "wandb"}
-    return [t for t in ("tensorboard", "wandb") if t in wanted]
-
-
-def log_iteration(cfg: RunConfig, root: str | Path, row: dict[str, Any]) -> list[str]:
-    """Log one iteration's metrics row to the trackers named in ``cfg.runtime.report_to``.
-
-    TensorBoard event files go to ``<run dir>/tensorboard``; Weights & Biases gets a run named after
-    the experiment whose id is derived from the run directory, resumed on every call (or the
-    active run, when one is open in this process). A named tracker that is not installed is
-    reported with a warning, one that fails with an error (the row is safe in metrics.jsonl
-    already, so the evaluation is not lost). Returns the trackers that were written to.
-    """
-    done = []
-    for tracker in _trackers(list(cfg.runtime.report_to)):
-        try:
-            if _LOGGERS[tracker](cfg, Path(root), int(row["iteration"]), flatten_metrics(row)):
-                done.append(tracker)
-        except Exception as exc:  # the row is already in metrics.jsonl; a tracker outage must not fail the stage
-            log.error("could not log iteration %s to %s: %s: %s", row["iteration"], tracker, type(exc).__name__, exc)
-    return done
-
-
-def _log_tensorboard(cfg: RunConfig, root: Path, step: int, scalars: dict[str, float]) -> bool:
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # heavy, optional: deferred
-    except ImportError:
-        log.warning("runtime.report_to names tensorboard, but it is not installed (pip install tensorboard)")
-        return False
-    writer = SummaryWriter(log_dir=str(root / "tensorboard"))
-    try:
-        for key, value in scalars.items():
-            writer.add_scalar(key, value, global_step=step)
-    finally:
-        writer.close()
-    return True
-
-
-def _log_wandb(cfg: RunConfig, root: Path, step: int, scalars: dict[str, float]) -> bool:
-    try:
-        import wandb  # optional: deferred
-    except ImportError:
-        log.warning("runtime.report_to names wandb, but it is not installed (pip install wandb)")
-        return False
-    run, own = wandb.run, False
-    if run is None:
-        run_id = "starloop-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "starloop"), name=cfg.name, id=run_id,
-                         resume="allow", config=cfg.to_dict(), dir=str(root))
-        own = True
-    run.define_metric("starloop/*", step_metric="starloop/iteration")
-    run.log({**scalars, "starloop/iteration": step})
-    if own:
-        run.finish()
-    return True
-
-
-_LOGGERS = {"tensorboard": _log_tensorboard, "wandb": _log_wandb}

@@ -17,8 +17,8 @@ from starloop.loop.config import EvalConfig, SamplingConfig, VerifyConfig
 from starloop.loop.fileio import write_json, write_jsonl
 from starloop.loop.records import GenParams, Sample, SampleRequest, sample_to_row
 from starloop.loop.runtime.context import RunContext, Stage
-from starloop.loop.runtime.report import log_iteration
 from starloop.loop.runtime.sampling import Sampling
+from starloop.loop.runtime.trackers import log_iteration
 from starloop.loop.stages.verify import verify_samples
 from starloop.verifiers.metrics import maj_at_k as verifier_maj_at_k
 from starloop.verifiers.metrics import pass_at_k
