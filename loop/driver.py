@@ -23,8 +23,10 @@ from typing import Any
 
 from starloop.loop.config import RunConfig
 from starloop.loop.errors import DiskFull, InputError, is_disk_full
+from starloop.loop.runtime.artifacts import Artifacts
 from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.failpoints import failpoint
+from starloop.loop.runtime.hub import publish
 from starloop.loop.runtime.lock import RunLock
 from starloop.loop.runtime.rundir import RunDir, rebuild_metrics
 from starloop.loop.stages import evaluation, pairs, rationalize, sample, selection, train, verify
@@ -96,12 +98,20 @@ class Driver:
                 self.repair()
                 if not self.pending():
                     log.info("run %s is complete (%d iterations); nothing to do", self.rd.root, self.cfg.iterations)
+                    self.publish(self.cfg.iterations, final=True)  # a push that failed before is retried
                     return self.rd.metrics()
             with _log_file(self.rd.root / "run.log"), RunContext.open(self.cfg, self.rd) as ctx:
                 self.rd.init(self.cfg)  # the inputs loaded: only now is the run dir tied to this config
                 for it, stage in self.plan():
-                    self.run_stage(ctx, it, stage)
+                    if self.run_stage(ctx, it, stage) and stage is evaluation.STAGE:
+                        self.publish(it, final=False)
+                self.publish(self.cfg.iterations, final=True)
         return self.rd.metrics()
+
+    def publish(self, it: int, *, final: bool) -> None:
+        """Push iteration ``it``'s checkpoint to the Hub as the ``hub`` section asks (each / final)."""
+        if it > 0 and self.cfg.hub.repo_id and (self.cfg.hub.push == "final") == final:
+            publish(self.cfg, self.rd, it, Artifacts(self.rd).model(it))
 
     def repair(self) -> None:
         """Trust only what is intact: from the first stage that is unfinished or whose files changed
@@ -124,11 +134,12 @@ class Driver:
         if rebuilt:
             log.warning("metrics.jsonl: rows of iteration(s) %s restored from their evaluate stages", rebuilt)
 
-    def run_stage(self, ctx: RunContext, it: int, stage: Stage) -> None:
+    def run_stage(self, ctx: RunContext, it: int, stage: Stage) -> bool:
+        """Run one stage unless it is done; True if it ran."""
         key = RunDir.key(it, stage.name)
         if self.rd.is_done(key):
             log.info("%s: done already, skipping", key)
-            return
+            return False
         log.info("%s: running", key)
         t0 = time.time()
         try:
@@ -143,3 +154,4 @@ class Driver:
         info["seconds"] = round(time.time() - t0, 2)
         self.rd.record(key, info)
         log.info("%s: finished in %.1fs", key, info["seconds"])
+        return True

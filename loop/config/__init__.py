@@ -21,6 +21,7 @@ from starloop.loop.config.schema import (
     DatasetConfig,
     DPOSection,
     EvalConfig,
+    HubConfig,
     LaunchConfig,
     LoraSection,
     ModelConfig,
@@ -41,7 +42,7 @@ from starloop.loop.errors import ConfigError  # the config's own error, defined 
 
 __all__ = [
     "MOVED", "ConfigError", "DPOSection", "DataConfig", "DatasetConfig", "EvalConfig", "LaunchConfig", "LoraSection",
-    "ModelConfig", "OpenSection", "PairsConfig", "PromptConfig", "RationalizeConfig", "RunConfig", "RuntimeConfig",
+    "HubConfig", "ModelConfig", "OpenSection", "PairsConfig", "PromptConfig", "RationalizeConfig", "RunConfig", "RuntimeConfig",
     "SFTSection", "SamplingConfig", "SelectConfig", "TrainConfig", "VerifyConfig", "build", "config_file",
     "did_you_mean", "diff_configs", "dump_config", "load_config", "load_section", "merge", "parse_yaml", "shipped", "to_plain",
     "validate",

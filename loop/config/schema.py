@@ -155,9 +155,13 @@ class OpenSection:
         raise NotImplementedError
 
 
+_HUB = ("set the top-level hub section: a trainer's own push would push from every training phase of every "
+        "iteration; hub pushes the run's final (or each) checkpoint with a model card")
 _TRAINER_RESERVED = {
     "output_dir": "starloop sets it (the stage's folder)",
     "deepspeed": "set train.launch.deepspeed (it applies to SFT and DPO alike)",
+    "push_to_hub": _HUB,
+    "hub_model_id": _HUB,
 }
 
 
@@ -261,6 +265,21 @@ class RuntimeConfig:
 
 
 @dataclass
+class HubConfig:
+    """Publishing the run's checkpoints to the Hugging Face Hub, each with a model card stating the run's
+    config, data provenance and held-out metrics (off while ``repo_id`` is null)."""
+
+    repo_id: str | None = None
+    """The model repository, e.g. ``user/starloop-qwen-math``; created if missing."""
+    push: Literal["final", "each"] = "final"
+    """final: the last iteration's checkpoint once the run is complete; each: every iteration's checkpoint
+    once it is evaluated (one commit per iteration in the repository's history)."""
+    private: bool = True
+    token_env: str = "HF_TOKEN"
+    """The environment variable holding the Hub token (the token is never written to the run dir)."""
+
+
+@dataclass
 class RunConfig:
     name: str = "demo"
     seed: int = 0
@@ -277,6 +296,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
