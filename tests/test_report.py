@@ -3,7 +3,6 @@
 import io
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -118,54 +117,100 @@ def test_flatten_metrics():
     assert flat == {"starloop/pass@1": 0.5, "starloop/pass@k/4": 0.75, "starloop/per_task/math/pass@1": 1.0}
 
 
-@pytest.fixture
-def fake_trackers(monkeypatch):
-    """Stand-ins for torch.utils.tensorboard and wandb that record what they are given."""
-    calls = {"tb": [], "wandb": []}
+# ---------------------------------------------------------------------------------------------- trackers
+# The real packages: TensorBoard's event files and W&B's offline run files are read back.
 
-    class Writer:
-        def __init__(self, log_dir):
-            calls["tb"].append(("open", log_dir))
-
-        def add_scalar(self, key, value, global_step):
-            calls["tb"].append((key, value, global_step))
-
-        def close(self):
-            calls["tb"].append("close")
-
-    class Run:
-        def define_metric(self, *a, **k):
-            pass
-
-        def log(self, data):
-            calls["wandb"].append(("log", data))
-
-        def finish(self):
-            calls["wandb"].append("finish")
-
-    tb = types.ModuleType("torch.utils.tensorboard")
-    tb.SummaryWriter = Writer
-    wandb = types.ModuleType("wandb")
-    wandb.run = None
-    wandb.init = lambda **kw: calls["wandb"].append(("init", kw)) or Run()
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", tb)
-    monkeypatch.setitem(sys.modules, "wandb", wandb)
-    return calls
+_CONNECTS: list = []
+_WATCH = [False]
 
 
-def test_log_iteration_to_trackers(tmp_path, fake_trackers):
-    row = {"iteration": 3, "pass@1": 0.5, "pass@k": {"4": 0.75}}
+def _audit(event, args):
+    if event == "socket.connect" and _WATCH[0]:
+        _CONNECTS.append(args[1])
+
+
+sys.addaudithook(_audit)
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _wandb_records(path: Path):
+    """The records of a W&B offline run file (``run-ID.wandb``: W&B's LevelDB-style log of protobuf
+    records: a 7-byte file header, then 32 KiB blocks of records, each with a 7-byte header
+    (CRC-32, length, type: full / first / middle / last))."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    ident, magic, version = struct.unpack("<4sHB", data[:7])
+    assert ident == b":W&B" and version == 0, (ident, magic, version)
+    pos, parts = 7, []
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:
+            pos += left  # the block's zero padding
+            continue
+        parts.append(data[pos + 7:pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):  # full or last
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(parts))
+            parts = []
+            yield record
+
+
+def test_trackers_get_one_run_with_the_iteration_as_step(tmp_path, monkeypatch):
+    import json as _json
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
     cfg = RunConfig()
-    assert log_iteration(cfg, tmp_path, row) == []  # off by default
-    assert fake_trackers == {"tb": [], "wandb": []}
+    assert log_iteration(cfg, tmp_path, {"iteration": 0, "pass@1": 0.1}) == []  # off by default
     cfg.runtime.report_to = ["tensorboard", "wandb"]
-    assert log_iteration(cfg, tmp_path, row) == ["tensorboard", "wandb"]
-    assert fake_trackers["tb"] == [("open", str(tmp_path / "tensorboard")), ("starloop/pass@1", 0.5, 3),
-                                   ("starloop/pass@k/4", 0.75, 3), "close"]
-    (_, init), (_, logged), finish = fake_trackers["wandb"]
-    assert init["name"] == "demo" and init["resume"] == "allow" and init["id"].startswith("starloop-")
-    assert logged == {"starloop/pass@1": 0.5, "starloop/pass@k/4": 0.75, "starloop/iteration": 3}
-    assert finish == "finish"
+    _CONNECTS.clear()
+    _WATCH[0] = True
+    try:
+        for it in range(3):
+            row = {"iteration": it, "pass@1": 0.1 * (it + 1), "pass@k": {"4": 0.2 * (it + 1)}}
+            stages = {"train": {"sft": {"train_loss": 1.0 / (it + 1), "rows": 10 * it}}} if it else {}
+            assert log_iteration(cfg, tmp_path, row, stages) == ["tensorboard", "wandb"]
+    finally:
+        _WATCH[0] = False
+    tb = _tensorboard_scalars(tmp_path / "tensorboard")
+    assert [(st, round(v, 3)) for st, v in tb["starloop/pass@1"]] == [(0, 0.1), (1, 0.2), (2, 0.3)]
+    assert [st for st, _ in tb["starloop/pass@k/4"]] == [0, 1, 2]
+    assert [(st, round(v, 3)) for st, v in tb["starloop/stages/train/sft/train_loss"]] == [(1, 0.5), (2, 0.333)]
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs, list((tmp_path / "wandb").iterdir())
+    ids, history = set(), []
+    for path in runs:
+        for record in _wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                ids.add(record.run.run_id)
+            elif kind == "history":
+                history.append({item.key or "/".join(item.nested_key): _json.loads(item.value_json)
+                                for item in record.history.item})
+    assert len(ids) == 1 and next(iter(ids)).startswith("starloop-")  # one W&B run for the starloop run
+    assert [h["starloop/iteration"] for h in history] == [0, 1, 2]
+    assert [round(h["starloop/pass@1"], 3) for h in history] == [0.1, 0.2, 0.3]
+    assert round(history[2]["starloop/stages/train/sft/train_loss"], 3) == 0.333
+    # Nothing connected anywhere but local sockets: W&B's own service over a Unix socket or loopback.
+    for address in _CONNECTS:
+        assert isinstance(address, str) or (isinstance(address, tuple) and address[0] in ("127.0.0.1", "::1",
+                                                                                           "localhost")), address
 
 
 def test_log_iteration_tracker_not_installed(tmp_path, monkeypatch, caplog):
@@ -176,18 +221,17 @@ def test_log_iteration_tracker_not_installed(tmp_path, monkeypatch, caplog):
     assert "wandb" in caplog.text and "not installed" in caplog.text
 
 
-def test_log_iteration_tracker_failure_is_reported_not_raised(tmp_path, fake_trackers, caplog):
-    def broken_init(**kw):
-        raise ConnectionError("api.wandb.ai unreachable")
-
-    sys.modules["wandb"].init = broken_init
+def test_log_iteration_tracker_failure_is_reported_not_raised(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "wandb").write_text("a file where W&B wants its folder")  # so wandb.init fails
     cfg = RunConfig()
     cfg.runtime.report_to = ["wandb", "tensorboard"]
     assert log_iteration(cfg, tmp_path, {"iteration": 1, "pass@1": 0.5}) == ["tensorboard"]
-    assert "could not log iteration 1 to wandb: ConnectionError" in caplog.text
+    assert "could not log iteration 1 to wandb" in caplog.text
 
 
-def test_loop_logs_each_evaluation(tmp_path, tiny_model, fake_trackers):
+def test_loop_logs_each_evaluation(tmp_path, tiny_model):
     """The loop's evaluate stage sends its metrics row to the configured trackers."""
     from starloop.loop.driver import Driver
 
@@ -199,6 +243,5 @@ def test_loop_logs_each_evaluation(tmp_path, tiny_model, fake_trackers):
         "sampling.backend=transformers", "sampling.max_tokens=8", "eval.n=1", "eval.k=[1]",
         "runtime.report_to=[tensorboard]", "runtime.progress=false"])
     Driver(cfg, tmp_path / "run").run()
-    scalars = {c[0]: c[2] for c in fake_trackers["tb"] if isinstance(c, tuple) and c[0] != "open"}
-    assert fake_trackers["tb"][0] == ("open", str(tmp_path / "run" / "tensorboard"))
-    assert scalars["starloop/pass@1"] == 0 and "starloop/pass@k/1" in scalars  # step = iteration 0
+    tb = _tensorboard_scalars(tmp_path / "run" / "tensorboard")
+    assert tb["starloop/pass@1"] == [(0, 0.0)] and "starloop/pass@k/1" in tb  # step = iteration 0

@@ -170,7 +170,8 @@ class SFTSection(OpenSection):
     """TRL ``SFTConfig`` fields. starloop sets ``output_dir``, ``completion_only_loss`` (the loss is on the
     completion), ``deepspeed`` (from ``train.launch``), and on a machine without CUDA ``bf16: false`` and
     ``use_cpu``; it defaults ``save_strategy`` to ``no`` (the stage saves the final model; a partial stage is
-    discarded on resume) and ``report_to`` to ``runtime.report_to``. Everything else is TRL's default."""
+    discarded on resume) and ``report_to`` to ``none`` (the run's trackers, ``runtime.report_to``, get each
+    iteration's training stats in one tracker run). Everything else is TRL's default."""
 
     enabled: bool = True
     RESERVED: ClassVar[dict[str, str]] = {
@@ -260,8 +261,8 @@ class RuntimeConfig:
     between phases; auto = yes when a GPU is present."""
     progress: bool = True
     report_to: list[str] = field(default_factory=list)
-    """Experiment trackers for the per-iteration metrics (tensorboard, wandb); also the trainers'
-    ``report_to`` unless train.sft / train.dpo set their own."""
+    """Experiment trackers (tensorboard, wandb, or all) for each iteration's metrics and stage stats, one
+    tracker run per starloop run with the iteration as its step."""
 
 
 @dataclass

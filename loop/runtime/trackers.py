@@ -1,6 +1,13 @@
-"""Experiment trackers: :func:`log_iteration` sends each iteration's metrics row to TensorBoard and / or
-Weights & Biases when ``runtime.report_to`` names them (also the trainers' default ``report_to``; off
-by default)."""
+"""Experiment trackers: :func:`log_iteration` sends each iteration's metrics row, and the numbers of
+that iteration's stages (training loss, rows, samples, seconds), to TensorBoard and / or Weights &
+Biases when ``runtime.report_to`` names them (off by default).
+
+One tracker run per starloop run, the iteration as its step: TensorBoard event files in
+``<run dir>/tensorboard``; one W&B run whose id is derived from the run directory, resumed at each
+iteration (offline mode, ``WANDB_MODE=offline``, keeps it on disk for a later ``wandb sync``). The
+trainers do not open runs of their own (``report_to: none``), unless ``train.sft.report_to`` /
+``train.dpo.report_to`` ask for it.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +40,8 @@ def _trackers(report_to: list[str]) -> list[str]:
     return [t for t in ("tensorboard", "wandb") if t in wanted]
 
 
-def log_iteration(cfg: RunConfig, root: str | Path, row: dict[str, Any]) -> list[str]:
+def log_iteration(cfg: RunConfig, root: str | Path, row: dict[str, Any],
+                  stages: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Log one iteration's metrics row to the trackers named in ``cfg.runtime.report_to``.
 
     TensorBoard event files go to ``<run dir>/tensorboard``; Weights & Biases gets a run named after
@@ -43,9 +51,10 @@ def log_iteration(cfg: RunConfig, root: str | Path, row: dict[str, Any]) -> list
     already, so the evaluation is not lost). Returns the trackers that were written to.
     """
     done = []
+    scalars = {**flatten_metrics(row), **flatten_metrics(stages or {}, "starloop/stages")}
     for tracker in _trackers(list(cfg.runtime.report_to)):
         try:
-            if _LOGGERS[tracker](cfg, Path(root), int(row["iteration"]), flatten_metrics(row)):
+            if _LOGGERS[tracker](cfg, Path(root), int(row["iteration"]), scalars):
                 done.append(tracker)
         except Exception as exc:  # the row is already in metrics.jsonl; a tracker outage must not fail the stage
             log.error("could not log iteration %s to %s: %s: %s", row["iteration"], tracker, type(exc).__name__, exc)

@@ -111,8 +111,13 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
                              seed=ctx.seed("evaluate", it), progress=ctx.progress)
     row = {"iteration": it, **metrics}
     ctx.rd.write_metrics_row(row)
-    log_iteration(c, ctx.rd.root, row)
+    stats = {stage: ctx.rd.stage_info(ctx.rd.key(it, stage)) or {} for stage in TRACKED_STAGES}
+    log_iteration(c, ctx.rd.root, row, {s: {k: v for k, v in info.items() if k != "outputs"} for s, info in stats.items()})
     return {"pass@1": metrics.get("pass@1"), "pass@k": metrics.get("pass@k")}
 
+
+TRACKED_STAGES = ("sample", "verify", "rationalize", "select", "pairs", "train")
+"""The stages whose numeric stats go to the trackers with each iteration's metrics (training loss and
+rows, samples, verified counts, seconds)."""
 
 STAGE = Stage("evaluate", run, needs=("train",))

@@ -33,7 +33,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     current = init
 
     def train(kind: str, start: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return run_training(t, kind, start, out, rows=rows, report_to=cfg.runtime.report_to, isolate=ctx.isolate)
+        return run_training(t, kind, start, out, rows=rows, isolate=ctx.isolate)
 
     if t.sft.enabled:
         rows = ctx.files.rows(it, "select")
