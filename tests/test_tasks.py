@@ -340,3 +340,20 @@ def test_gsm8k_file_one_loop_iteration(tmp_path, tiny_overrides, tiny_model):
 def test_mbpp_file_one_loop_iteration(tmp_path, tiny_overrides, tiny_model):
     driver, metrics = _run_loop(tmp_path, _fixture_loop_overrides(tiny_overrides, tiny_model, "mbpp", "mbpp"))
     _check_one_iteration(driver, metrics, "code")
+
+
+def test_conversational_prompts_one_loop_iteration(tmp_path, tiny_overrides, tiny_model):
+    """Problems in TRL's conversational prompt form ({system,} user messages) go through the loop."""
+    rows = [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"What is {a}+{b}?"}],
+             "answer": str(a + b), "task": "math"} for a, b in [(1, 2), (3, 4), (2, 2), (5, 1), (4, 4), (6, 3)]]
+    path = write_jsonl(tmp_path / "chat.jsonl", rows)
+    ps = load_problems(DatasetConfig(source="jsonl", path=str(path)))
+    assert ps[0].prompt == "What is 1+2?" and ps[0].meta["system"] == "Be brief." and ps[0].answer == "3"
+    overrides = [o.replace(str(FIX / "gsm8k.jsonl"), str(path)).replace("source: gsm8k", "source: jsonl")
+                 for o in _fixture_loop_overrides(tiny_overrides, tiny_model, "gsm8k", "gsm8k")]
+    driver, metrics = _run_loop(tmp_path, overrides)
+    _check_one_iteration(driver, metrics, "math")
+    bad = [{"prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                       {"role": "user", "content": "c"}], "answer": "1", "task": "math"}]
+    with pytest.raises(InputError, match="row 0: a conversational prompt must be an optional system message"):
+        load_problems(DatasetConfig(source="jsonl", path=str(write_jsonl(tmp_path / "multi.jsonl", bad))))

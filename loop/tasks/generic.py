@@ -148,6 +148,21 @@ def jsonable(v: Any) -> bool:
     return isinstance(v, str | int | float | bool | type(None))
 
 
+def _question(value: Any, cfg: DatasetConfig, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A problem's text from its prompt column: a string, or a single-turn conversation in TRL's
+    conversational form (an optional system message, then one user message; the system message is
+    kept in ``meta["system"]``, the rendered prompt uses ``prompt.system``)."""
+    if not isinstance(value, list):
+        return str(value), {}
+    where = f"{_where(cfg)} row {row.get('_index', '?')}"
+    ok = all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value)
+    roles = [m.get("role") for m in value] if ok else []
+    if roles not in (["user"], ["system", "user"]):
+        raise InputError(f"{where}: a conversational prompt must be an optional system message and one user "
+                         f"message ({{role, content}}), got roles {roles or value!r}")
+    return value[-1]["content"], ({"system": value[0]["content"]} if len(value) == 2 else {})
+
+
 def rows_to_problems(rows: list[dict[str, Any]], cfg: DatasetConfig, *, default_task: str | None) -> list[Problem]:
     """Problems from rows through the field mapping ``cfg.fields``; other scalar columns go to ``meta``."""
     fields = {"id": "id", "prompt": "prompt", "answer": "answer", "tests": "tests", "task": "task", **cfg.fields}
@@ -165,14 +180,16 @@ def rows_to_problems(rows: list[dict[str, Any]], cfg: DatasetConfig, *, default_
         if answer is None and tests is None:
             first_present(row, [fields["answer"], fields["tests"]], cfg, "answer (math) or tests (code)")
         pid = row.get(fields["id"])
+        question, extra = _question(row[fields["prompt"]], cfg, row)
+        meta = {k: v for k, v in row.items() if k not in fields.values() and not k.startswith("_") and jsonable(v)}
         problems.append(
             Problem(
                 id=str(pid) if pid is not None else f"{stem}-{split_name(cfg)}-{row['_index']}",
                 task=str(task),
-                prompt=str(row[fields["prompt"]]),
+                prompt=question,
                 answer=None if answer is None else str(answer),
                 tests=tests,
-                meta={k: v for k, v in row.items() if k not in fields.values() and not k.startswith("_") and jsonable(v)},
+                meta={**meta, **extra},
             )
         )
     return problems
