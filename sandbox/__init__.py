@@ -15,8 +15,11 @@ forks the *program* process, which drops to the worker's unprivileged uid and ru
 solution; with tests, it then forks the *evaluator*, which runs them. When the program exits
 (or is killed at a limit), the zygote kills every process left under that uid and unmounts
 the tmpfs. Isolation costs a fork of a warm process, not a new interpreter in new namespaces.
-Running as an ordinary user (``bwrap-rootless``) there is no uid to give away: the program runs
-as pid 1 of a pid namespace of its own instead, and everything it started dies with it.
+Running as an ordinary user (``bwrap-rootless``) there is no uid to give away: each run gets a
+pid namespace of its own instead, whose pid 1 is a minimal init (no signal handlers, not
+dumpable) and the program its child; when the program ends the init exits, everything the
+program started dies with the namespace, and its exit code or fatal signal reaches the zygote
+unchanged, so statuses are those of uid mode.
 
 What is isolated
   * Network: the worker has its own network namespace with only a loopback device; host
@@ -31,10 +34,12 @@ What is isolated
   * Processes: the program runs under an unprivileged uid of its own (one per worker, so the
     zygote and the evaluator, root without capabilities, are out of its reach: no signals,
     no ptrace), with no capabilities, ``no_new_privs`` and a seccomp filter that denies
-    namespaces, mounts, ptrace, bpf, io_uring, keyrings, System V IPC, message queues and
-    similar calls. Its /proc shows only its own processes. On return the whole process tree
-    is gone: daemons, double forks, setsid and atexit spawns included (the zygote kills every
-    process of that uid, in one ``kill(-1)`` pass the kernel makes atomic with respect to fork).
+    namespaces, mounts, ptrace, bpf, io_uring, keyrings, System V IPC, message queues, signals
+    to pid 1 and similar calls. Its /proc shows only its own processes (rootless: those of its
+    pid namespace, the run's init included; the zygote and the evaluator are outside it). On
+    return the whole process tree is gone: daemons, double forks, setsid and atexit spawns
+    included (the zygote kills every process of that uid, in one ``kill(-1)`` pass the kernel
+    makes atomic with respect to fork; rootless, the kernel kills the run's pid namespace).
   * Limits: wall clock (enforced by the zygote, backed by the host), CPU time, address space,
     open files, file size (rlimits), processes and threads (RLIMIT_NPROC, which holds because
     the program is not root), disk (tmpfs size), stdout/stderr bytes.

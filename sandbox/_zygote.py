@@ -14,9 +14,14 @@ Processes of one run, inside the worker's namespaces::
       evaluator  (with tests) forked after the program; reads the tests, runs them, calls into
                  the program through a pipe; reports per-test outcomes to the zygote
 
-Rootless mode (no uid to give away): the program process unshares pid, mount and ipc
-namespaces and stays behind as a holder while the solution runs as that pid namespace's pid 1,
-so that everything the solution starts dies with it.
+Rootless mode (no uid to give away): the forked process unshares pid, mount and ipc namespaces
+and stays behind as a *holder*; its child is the new pid namespace's pid 1, a minimal *init*
+(no signal handlers, not dumpable, with one zombie child so that ``kill(-1)`` behaves as in uid
+mode), whose child in turn runs the solution. The program is not pid 1 because the kernel
+drops signals without a handler that pid 1 gets from inside its namespace (a program killing
+itself, SIGXCPU at the CPU limit). When the program ends the init hands its wait status to the
+holder and exits, the kernel kills everything left in the namespace, and the holder exits the
+way the program did (same exit code or signal), so the zygote sees what uid mode shows.
 
 Program <-> evaluator messages use the same frames, except that the program writes a large
 message as a run of chunks (see ``CHUNK``), which the evaluator accepts up to the run's memory
@@ -65,12 +70,19 @@ _unshare_fn = _libc_fn("unshare", _c_int, _c_int)
 _mount_fn = _libc_fn("mount", _c_int, _c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p)
 _umount2_fn = _libc_fn("umount2", _c_int, _c_char_p, _c_int)
 _prctl_fn = _libc_fn("prctl", _c_int, _c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong)
+# rootless mode: clone(_exit, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL) makes a process that
+# exits at once, without the cost of a fork (the stack is only the clone wrapper's and _exit's)
+_clone_fn = _libc_fn("clone", _c_int, ctypes.c_void_p, ctypes.c_void_p, _c_int, ctypes.c_void_p)
+_EXIT_ADDR = ctypes.cast(_LIBC["_exit"], ctypes.c_void_p).value
+_ZOMBIE_STACK = ctypes.create_string_buffer(8192)
+_ZOMBIE_STACK_TOP = (ctypes.addressof(_ZOMBIE_STACK) + 8192 - 64) & ~15
 
-CLONE_NEWNS = 0x00020000
+CLONE_VM, CLONE_VFORK, CLONE_NEWNS = 0x100, 0x4000, 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 8, 16384, 1 << 18, 2
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, PR_SET_SECUREBITS = 1, 38, 36, 22, 28
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 36
+PR_SET_SECCOMP, PR_SET_SECUREBITS = 22, 28
 
 EXIT_MEMORY = 121  # the program prologue's exit status for an uncaught MemoryError
 WORK, TMP, SHM = "/sandbox/work", "/sandbox/tmp", "/sandbox/shm"
@@ -138,6 +150,7 @@ _X86_64_DENY = (
 # (shmget shmat shmctl semget semop semctl msgget msgsnd msgrcv msgctl semtimedop) and POSIX
 # message queues (mq_*): their objects outlive the processes, and runs share a worker
 _NS_FLAGS = 0x7E020000  # CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}
+_SIGNAL_CALLS = (62, 129, 200, 234, 297)  # kill rt_sigqueueinfo tkill tgkill rt_tgsigqueueinfo: pid first
 
 
 def _seccomp_filter() -> bytes | None:
@@ -150,11 +163,15 @@ def _seccomp_filter() -> bytes | None:
         "allow": [(ret, 0, 0, allow)],
         "deny": [(ret, 0, 0, eperm)],
         "clone3": [(ret, 0, 0, enosys)],  # libc falls back to clone
-        # prctl(PR_SET_PDEATHSIG): the rootless mode's program keeps the parent-death signal it was given
+        # prctl(PR_SET_PDEATHSIG): no program needs a parent-death signal
         "prctl": [(ld, 0, 0, 16), (jeq, 0, 1, PR_SET_PDEATHSIG), (ret, 0, 0, eperm), (ret, 0, 0, allow)],
         "clone": [(ld, 0, 0, 16), (jset, 0, 1, _NS_FLAGS), (ret, 0, 0, eperm), (ret, 0, 0, allow)],
+        # signals to pid 1 (bubblewrap's init; in rootless mode the run's init, the program's
+        # parent, which the kernel would let the program signal, though it ignores the signals)
+        "signal": [(ld, 0, 0, 16), (jeq, 0, 1, 1), (ret, 0, 0, eperm), (ret, 0, 0, allow)],
     }
     special = {56: "clone", 157: "prctl", 435: "clone3"}
+    special.update(dict.fromkeys(_SIGNAL_CALLS, "signal"))
     # the syscall numbers as intervals [starts[i], starts[i + 1]) of one action each, found by a
     # binary search: every program installs this filter, and the kernel then runs it once for
     # each system call number (to cache the ones always allowed); a linear scan of the denied
@@ -162,7 +179,7 @@ def _seccomp_filter() -> bytes | None:
     starts, kinds = [0], ["allow"]
     for nr in range(max(max(_X86_64_DENY), max(special)) + 2):
         kind = special.get(nr, "deny" if nr in _X86_64_DENY else "allow")
-        if kind != kinds[-1] or kind in ("clone", "prctl", "clone3"):
+        if kind != kinds[-1] or kind not in ("allow", "deny"):
             starts.append(nr)
             kinds.append(kind)
 
@@ -682,8 +699,8 @@ def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
 
     ``fds`` maps 0/1/2 (and 3/4, the call channel, with tests) to pipe ends; the last entry
     is the setup pipe, on which this prologue reports "1" (about to run the solution) or "0"
-    and an error. In rootless mode it also reports "P" and the program's pid: this process
-    stays behind as a holder while the program runs as pid 1 of a new pid namespace.
+    and an error. In rootless mode it also reports "P" and the pid of the run's init (pid 1 of
+    a new pid namespace, whose child runs the solution): this process stays behind as a holder.
     """
     mode, uid, lim = cfg["mode"], cfg["uid"], job["limits"]
     setup_w = max(fds)
@@ -696,11 +713,31 @@ def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
             _unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC)
             _mount(None, "/", None, MS_REC | MS_PRIVATE)
             _run_filesystem(lim, None)
+            status_r, status_w = os.pipe()
+            init = os.fork()
+            if init:
+                _hold(init, setup_w, status_r)
+            # pid 1 of the new namespace: the kernel drops signals sent to it from inside the
+            # namespace unless it handles them, so the program runs as its child, not as pid 1
+            os.close(status_r)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the holder gone, the namespace goes too
+            poller = select.poll()
+            poller.register(status_w, select.POLLOUT)
+            if any(ev & select.POLLERR for _, ev in poller.poll(0)):  # no reader: the holder died already
+                os._exit(1)
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # no handler: nothing from inside reaches it
+            _prctl(PR_SET_DUMPABLE, 0)  # its memory and descriptors are out of the program's reach
+            # a process that exits at once and stays a zombie till the end, so that kill(-1) finds
+            # a process as in uid mode (ProcessLookupError otherwise); it shares this memory till it exits
+            if _clone_fn(_EXIT_ADDR, _ZOMBIE_STACK_TOP, CLONE_VM | CLONE_VFORK | signal.SIGCHLD, None) < 0:
+                _ok(-1, "clone")
             child = os.fork()
             if child:
-                _hold(child, setup_w)
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the seccomp filter keeps it set
-            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                _init(child, status_w)
+            os.close(status_w)
+            os.setsid()  # a session and process group of its own, as in uid mode
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         workdir = job["workdir"]
         mem = lim["memory_mb"] << 20
         cpu = max(1, math.ceil(lim["cpu_s"]))
@@ -721,9 +758,10 @@ def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
             os.setresuid(uid, uid, uid)  # clears the permitted, effective and ambient capabilities
             _capset(())  # and the inheritable ones
         elif mode == "pidns":
-            # counted per uid of the worker's user namespace: bwrap's init, the zygote, the
-            # evaluator and the holder share it
-            resource.setrlimit(resource.RLIMIT_NPROC, (lim["max_processes"] + 4,) * 2)
+            # counted per uid of the worker's user namespace, which the harness shares: bwrap's
+            # init, the zygote, the holder, the run's init and its zombie, with tests the evaluator
+            harness = 6 if job.get("has_tests") else 5
+            resource.setrlimit(resource.RLIMIT_NPROC, (lim["max_processes"] + harness,) * 2)
             _prctl(PR_SET_SECUREBITS, 0x2F)  # NOROOT | NO_SETUID_FIXUP, locked
             _capset(())
         os.chdir(workdir)  # after the uid change: the folder is the program's, mode 0700
@@ -767,23 +805,46 @@ def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
     _finish(code)
 
 
-def _hold(child: int, setup_w: int) -> None:
-    """Rootless mode: report the program's pid, wait for it, exit the way it exited."""
+def _init(child: int, status_w: int) -> None:
+    """Rootless mode, pid 1 of the run's pid namespace: wait for the program, hand its wait status
+    to the holder, exit; the kernel then kills and reaps whatever is left in the namespace
+    (orphans are reaped only then, as in uid mode, where the zygote reaps them after the run)."""
+    try:
+        os.closerange(0, status_w)
+        os.closerange(status_w + 1, 1 << 20)
+        _, status = os.waitpid(child, 0)
+        os.write(status_w, struct.pack("!i", status))
+    finally:
+        os._exit(0)
+
+
+def _hold(init: int, setup_w: int, status_r: int) -> None:
+    """Rootless mode: report the init's pid (killing it ends the run's pid namespace), wait for
+    it, then exit the way the program exited (killed by SIGKILL if the init could not say)."""
     try:
         try:
-            os.write(setup_w, b"P" + struct.pack("!i", child))
+            os.write(setup_w, b"P" + struct.pack("!i", init))
         except OSError:
             pass
-        os.closerange(0, 1 << 20)
-        while True:
-            try:
-                _, status = os.waitpid(child, 0)
+        os.closerange(0, status_r)
+        os.closerange(status_r + 1, 1 << 20)
+        data = b""
+        while len(data) < 4:
+            chunk = os.read(status_r, 4 - len(data))  # end of file: the init is gone
+            if not chunk:
                 break
-            except InterruptedError:
-                continue
+            data += chunk
+        os.waitpid(init, 0)  # its resource usage (and the program's) becomes ours
+        status = struct.unpack("!i", data)[0] if len(data) == 4 else int(signal.SIGKILL)
         if os.WIFSIGNALED(status):
-            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-            os.kill(os.getpid(), os.WTERMSIG(status))
+            sig = os.WTERMSIG(status)
+            _prctl(PR_SET_DUMPABLE, 0)  # no core dump of this process
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+            os.kill(os.getpid(), sig)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     finally:
         os._exit(1)

@@ -437,6 +437,27 @@ os.kill(0, signal.{sig})  # its own process group: itself
     assert r.status == "failed" and r.tests_total == 3
 
 
+def test_parent_memory_and_descriptors_are_out_of_reach(pool):
+    source = """
+import os
+for target in sorted({os.getppid(), 1}):
+    paths = [f'/proc/{target}/{what}' for what in ('mem', 'environ', 'maps', 'fd/0', 'fd/1', 'fd/2')]
+    try:  # descriptor numbers may be listed (rootless: the run's init is the program's uid)
+        paths += [f'/proc/{target}/fd/{fd}' for fd in os.listdir(f'/proc/{target}/fd')]
+    except OSError:
+        pass
+    for path in paths:
+        for mode in (os.O_RDONLY, os.O_WRONLY):
+            try:
+                os.open(path, mode | os.O_NONBLOCK)
+                print('opened', path, mode)
+            except OSError:
+                print('blocked', path, mode)
+"""
+    r = pool.run(Program(source), LIM)
+    assert r.status == "passed" and r.stdout.count("blocked") == r.stdout.count("\n") > 0, r.stdout
+
+
 def test_parent_environment_is_not_visible(tmp_path, monkeypatch):
     token = uuid.uuid4().hex
     monkeypatch.setenv("STARLOOP_TEST_SECRET", token)
@@ -522,7 +543,7 @@ def test_seccomp_filter_denies_exactly_the_listed_calls():
     allow, eperm, enosys, kill = 0x7FFF0000, 0x00050001, 0x00050026, 0x80000000
     x86_64 = 0xC000003E
     for nr in range(1100):
-        for arg0 in (0, 0x11, _zygote.PR_SET_PDEATHSIG, 0x00020000, 0x10000000, 0x40000000, 0x01200011):
+        for arg0 in (0, 1, 2, 0x11, _zygote.PR_SET_PDEATHSIG, 0x00020000, 0x10000000, 0x40000000, 0x01200011):
             got = _run_classic_bpf(prog, nr, x86_64, arg0)
             if nr in _zygote._X86_64_DENY:
                 want = eperm
@@ -530,8 +551,10 @@ def test_seccomp_filter_denies_exactly_the_listed_calls():
                 want = enosys
             elif nr == 56:  # clone: no new namespaces
                 want = eperm if arg0 & _zygote._NS_FLAGS else allow
-            elif nr == 157:  # prctl: the parent-death signal stays
+            elif nr == 157:  # prctl: no parent-death signal
                 want = eperm if arg0 == _zygote.PR_SET_PDEATHSIG else allow
+            elif nr in (62, 129, 200, 234, 297):  # kill and its kin: never to pid 1
+                want = eperm if arg0 == 1 else allow
             else:
                 want = allow
             assert got == want, (nr, hex(arg0))
