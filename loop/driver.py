@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import RunConfig
-from starloop.loop.errors import DiskFull, InputError, is_disk_full
+from starloop.loop.errors import DiskFull, InputError, is_disk_full, raise_if_signalled
 from starloop.loop.runtime.artifacts import Artifacts
 from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.failpoints import failpoint
@@ -137,6 +137,7 @@ class Driver:
     def run_stage(self, ctx: RunContext, it: int, stage: Stage) -> bool:
         """Run one stage unless it is done; True if it ran."""
         key = RunDir.key(it, stage.name)
+        raise_if_signalled()  # an interruption swallowed inside the last stage stops the run here
         if self.rd.is_done(key):
             log.info("%s: done already, skipping", key)
             return False

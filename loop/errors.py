@@ -4,6 +4,7 @@ naming the key, or the file, row and field, and a documented exit status."""
 from __future__ import annotations
 
 import errno
+import signal
 
 
 class ConfigError(ValueError):
@@ -32,3 +33,32 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+class Terminated(BaseException):
+    """SIGTERM (Slurm's scancel, a job's time limit): handled as an interruption. Exit status 143."""
+
+
+_SIGNALLED: list[int] = []
+
+
+def on_signal(signum: int, frame: object) -> None:
+    """The handler of SIGINT and SIGTERM: remember the signal, then interrupt.
+
+    The interrupt is an exception raised wherever the main thread is; if that place swallows it
+    (CPython ignores exceptions raised inside a finalizer, ``__del__``, which torch and
+    transformers objects run often), the remembered signal still stops the run at the next stage
+    boundary (:func:`raise_if_signalled`) and sets the exit status."""
+    _SIGNALLED.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def raise_if_signalled() -> None:
+    """Raise the interruption of a signal that arrived but was swallowed where it was raised."""
+    if _SIGNALLED:
+        raise Terminated if _SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt
+
+
+def forget_signals() -> None:
+    """Start a command with no signal remembered (the command line's ``main`` may run several times)."""
+    _SIGNALLED.clear()

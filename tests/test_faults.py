@@ -384,3 +384,21 @@ def test_pairs_into_a_read_only_file_system(tmp_path):
     out = _in_mount_namespace(f"mount -t tmpfs -o ro,size=1m tmpfs {ro}\n{cmd} 2> err.txt; echo rc=$?", tmp_path)
     err = (tmp_path / "err.txt").read_text()
     assert "rc=2" in out.stdout and f"cannot write {ro / 'pairs'}: Read-only file system" in err, out.stdout + err
+
+
+def test_a_signal_swallowed_where_it_was_raised_still_interrupts():
+    """CPython ignores an exception raised inside a finalizer: a SIGINT that lands there is not lost."""
+    import signal as _signal
+
+    from starloop.loop import errors
+
+    class Finalized:
+        def __del__(self):
+            errors.on_signal(_signal.SIGINT, None)  # as if the signal arrived during this __del__
+
+    errors.forget_signals()
+    Finalized()  # "Exception ignored in ... KeyboardInterrupt": swallowed
+    with pytest.raises(KeyboardInterrupt):
+        errors.raise_if_signalled()  # the driver's check at the next stage boundary
+    errors.forget_signals()
+    errors.raise_if_signalled()  # nothing remembered: nothing raised

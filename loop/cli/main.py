@@ -26,7 +26,15 @@ from rich.logging import RichHandler
 from starloop import __version__
 from starloop.loop.cli import evaluate, pairs, report, run, sample, train, verifiers, verify
 from starloop.loop.config import ConfigError
-from starloop.loop.errors import DiskFull, InputError, is_disk_full
+from starloop.loop.errors import (
+    DiskFull,
+    InputError,
+    Terminated,
+    forget_signals,
+    is_disk_full,
+    on_signal,
+    raise_if_signalled,
+)
 from starloop.loop.runtime.lock import RunDirLocked
 from starloop.loop.runtime.processes import ChildFailed
 from starloop.loop.runtime.rundir import RunDirMismatch
@@ -35,14 +43,6 @@ from starloop.loop.runtime.shards import ShardError
 COMMANDS = (run, sample, verify, pairs, train, evaluate, report, verifiers)
 EXIT_FAILED, EXIT_INPUT, EXIT_LOCKED, EXIT_DISK_FULL, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 4, 130, 143
 INTERRUPTED = "interrupted; finished stages are kept, rerun the same command to resume"
-
-
-class Terminated(BaseException):
-    """SIGTERM (Slurm's scancel, a job's time limit): handled as an interruption."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -83,9 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     _env_defaults()
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    forget_signals()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return args.func(args)
+        code = args.func(args)
+        raise_if_signalled()  # a signal swallowed where it was raised still ends as an interruption
+        return code
     except (ConfigError, InputError, RunDirMismatch) as exc:
         return _fail(exc, EXIT_INPUT)
     except RunDirLocked as exc:
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(DiskFull(exc.filename or "the output"), EXIT_DISK_FULL)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
