@@ -14,14 +14,16 @@ Processes of one run, inside the worker's namespaces::
       evaluator  (with tests) forked after the program; reads the tests, runs them, calls into
                  the program through a pipe; reports per-test outcomes to the zygote
 
-Rootless mode (no uid to give away): the forked process unshares pid, mount and ipc namespaces
-and stays behind as a *holder*; its child is the new pid namespace's pid 1, a minimal *init*
-(no signal handlers, not dumpable, with one zombie child so that ``kill(-1)`` behaves as in uid
-mode), whose child in turn runs the solution. The program is not pid 1 because the kernel
-drops signals without a handler that pid 1 gets from inside its namespace (a program killing
-itself, SIGXCPU at the CPU limit). When the program ends the init hands its wait status to the
-holder and exits, the kernel kills everything left in the namespace, and the holder exits the
-way the program did (same exit code or signal), so the zygote sees what uid mode shows.
+Rootless mode (no uid to give away): the zygote forks each run's first process into a new pid
+namespace (``unshare(CLONE_NEWPID)`` before the fork, ``setns`` back after it), where it is pid 1:
+a minimal *init* (own mount and ipc namespaces, no signal handlers, not dumpable, one zombie
+child so that ``kill(-1)`` behaves as in uid mode) whose child runs the solution. The program is
+not pid 1 because the kernel drops signals without a handler that pid 1 gets from inside its
+namespace (a program killing itself, SIGXCPU at the CPU limit). When the program ends, the init
+writes its wait status to a pipe and exits, and the kernel kills everything left in the
+namespace; the zygote reports that status as the program's (the init's own, if the zygote had to
+kill it), and the init's resource usage, which includes the program's, so statuses are those of
+uid mode.
 
 Program <-> evaluator messages use the same frames, except that the program writes a large
 message as a run of chunks (see ``CHUNK``), which the evaluator accepts up to the run's memory
@@ -70,20 +72,22 @@ _unshare_fn = _libc_fn("unshare", _c_int, _c_int)
 _mount_fn = _libc_fn("mount", _c_int, _c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p)
 _umount2_fn = _libc_fn("umount2", _c_int, _c_char_p, _c_int)
 _prctl_fn = _libc_fn("prctl", _c_int, _c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong)
-# rootless mode: clone(_exit, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL) makes a process that
-# exits at once, without the cost of a fork (the stack is only the clone wrapper's and _exit's)
+_setns_fn = _libc_fn("setns", _c_int, _c_int, _c_int)
+# rootless mode: clone(_exit, stack, CLONE_VM | SIGCHLD, NULL) makes a process that exits at once,
+# without the cost of a fork (the stack is only the clone wrapper's and _exit's, used once per run)
 _clone_fn = _libc_fn("clone", _c_int, ctypes.c_void_p, ctypes.c_void_p, _c_int, ctypes.c_void_p)
 _EXIT_ADDR = ctypes.cast(_LIBC["_exit"], ctypes.c_void_p).value
 _ZOMBIE_STACK = ctypes.create_string_buffer(8192)
 _ZOMBIE_STACK_TOP = (ctypes.addressof(_ZOMBIE_STACK) + 8192 - 64) & ~15
 
-CLONE_VM, CLONE_VFORK, CLONE_NEWNS = 0x100, 0x4000, 0x00020000
+CLONE_VM, CLONE_NEWNS = 0x100, 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 8, 16384, 1 << 18, 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 36
 PR_SET_SECCOMP, PR_SET_SECUREBITS = 22, 28
 
+_PIDNS_FD = -1  # rootless mode: the zygote's own pid namespace, to return to after each program's fork
 EXIT_MEMORY = 121  # the program prologue's exit status for an uncaught MemoryError
 WORK, TMP, SHM = "/sandbox/work", "/sandbox/tmp", "/sandbox/shm"
 
@@ -697,40 +701,33 @@ def _setup_worker(mode: str) -> None:
 def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
     """The child that becomes the untrusted program. Never returns.
 
-    ``fds`` maps 0/1/2 (and 3/4, the call channel, with tests) to pipe ends; the last entry
-    is the setup pipe, on which this prologue reports "1" (about to run the solution) or "0"
-    and an error. In rootless mode it also reports "P" and the pid of the run's init (pid 1 of
-    a new pid namespace, whose child runs the solution): this process stays behind as a holder.
+    ``fds`` maps 0/1/2 (and 3/4, the call channel, with tests) to pipe ends, then the setup
+    pipe, on which this prologue reports "1" (about to run the solution) or "0" and an error.
+    In rootless mode this process is pid 1 of a new pid namespace and becomes the run's init
+    (see ``_init``), the solution runs in its child; the last entry of ``fds`` is then the pipe
+    on which the init reports the program's wait status.
     """
     mode, uid, lim = cfg["mode"], cfg["uid"], job["limits"]
-    setup_w = max(fds)
+    setup_w = max(fds) - (mode == "pidns")
     try:
         os.setsid()
         _place_fds(fds)
         if mode == "uid" and _SECCOMP is None:
             _unshare(CLONE_NEWIPC)  # no seccomp filter to deny System V IPC: a namespace per run
         elif mode == "pidns":
-            _unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC)
+            # pid 1 of the run's pid namespace: the kernel drops signals sent to it from inside
+            # the namespace unless it handles them, so the program runs as its child, not as pid 1
+            status_w = setup_w + 1
+            _unshare(CLONE_NEWNS | CLONE_NEWIPC)
             _mount(None, "/", None, MS_REC | MS_PRIVATE)
             _run_filesystem(lim, None)
-            status_r, status_w = os.pipe()
-            init = os.fork()
-            if init:
-                _hold(init, setup_w, status_r)
-            # pid 1 of the new namespace: the kernel drops signals sent to it from inside the
-            # namespace unless it handles them, so the program runs as its child, not as pid 1
-            os.close(status_r)
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the holder gone, the namespace goes too
-            poller = select.poll()
-            poller.register(status_w, select.POLLOUT)
-            if any(ev & select.POLLERR for _, ev in poller.poll(0)):  # no reader: the holder died already
-                os._exit(1)
             _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # no handler: nothing from inside reaches it
             _prctl(PR_SET_DUMPABLE, 0)  # its memory and descriptors are out of the program's reach
             # a process that exits at once and stays a zombie till the end, so that kill(-1) finds
-            # a process as in uid mode (ProcessLookupError otherwise); it shares this memory till it exits
-            if _clone_fn(_EXIT_ADDR, _ZOMBIE_STACK_TOP, CLONE_VM | CLONE_VFORK | signal.SIGCHLD, None) < 0:
+            # a process as in uid mode (ProcessLookupError otherwise); it shares this memory till it
+            # exits, on a stack of its own; not waiting for it (CLONE_VFORK) saves a scheduling delay
+            if _clone_fn(_EXIT_ADDR, _ZOMBIE_STACK_TOP, CLONE_VM | signal.SIGCHLD, None) < 0:
                 _ok(-1, "clone")
             child = os.fork()
             if child:
@@ -759,8 +756,8 @@ def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
             _capset(())  # and the inheritable ones
         elif mode == "pidns":
             # counted per uid of the worker's user namespace, which the harness shares: bwrap's
-            # init, the zygote, the holder, the run's init and its zombie, with tests the evaluator
-            harness = 6 if job.get("has_tests") else 5
+            # init, the zygote, the run's init and its zombie, with tests the evaluator
+            harness = 5 if job.get("has_tests") else 4
             resource.setrlimit(resource.RLIMIT_NPROC, (lim["max_processes"] + harness,) * 2)
             _prctl(PR_SET_SECUREBITS, 0x2F)  # NOROOT | NO_SETUID_FIXUP, locked
             _capset(())
@@ -807,8 +804,10 @@ def _program(job: dict, cfg: dict, fds: dict[int, int]) -> None:
 
 def _init(child: int, status_w: int) -> None:
     """Rootless mode, pid 1 of the run's pid namespace: wait for the program, hand its wait status
-    to the holder, exit; the kernel then kills and reaps whatever is left in the namespace
-    (orphans are reaped only then, as in uid mode, where the zygote reaps them after the run)."""
+    to the zygote (which reports it as the program's), exit; the kernel then kills and reaps
+    whatever is left in the namespace (orphans are reaped only then, as in uid mode, where the
+    zygote reaps them after the run). The zygote waits for this process, so the program's
+    resource usage, which this process collects, is counted."""
     try:
         os.closerange(0, status_w)
         os.closerange(status_w + 1, 1 << 20)
@@ -816,38 +815,6 @@ def _init(child: int, status_w: int) -> None:
         os.write(status_w, struct.pack("!i", status))
     finally:
         os._exit(0)
-
-
-def _hold(init: int, setup_w: int, status_r: int) -> None:
-    """Rootless mode: report the init's pid (killing it ends the run's pid namespace), wait for
-    it, then exit the way the program exited (killed by SIGKILL if the init could not say)."""
-    try:
-        try:
-            os.write(setup_w, b"P" + struct.pack("!i", init))
-        except OSError:
-            pass
-        os.closerange(0, status_r)
-        os.closerange(status_r + 1, 1 << 20)
-        data = b""
-        while len(data) < 4:
-            chunk = os.read(status_r, 4 - len(data))  # end of file: the init is gone
-            if not chunk:
-                break
-            data += chunk
-        os.waitpid(init, 0)  # its resource usage (and the program's) becomes ours
-        status = struct.unpack("!i", data)[0] if len(data) == 4 else int(signal.SIGKILL)
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            _prctl(PR_SET_DUMPABLE, 0)  # no core dump of this process
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                try:
-                    signal.signal(sig, signal.SIG_DFL)
-                except (OSError, ValueError):
-                    pass
-            os.kill(os.getpid(), sig)
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-    finally:
-        os._exit(1)
 
 
 def _run_solution(main: types.ModuleType, path: str, source: str, serve: bool) -> int | None:
@@ -1378,7 +1345,6 @@ class _Watch:
     def __init__(self, pid: int, deadline: float, out_fd: int, err_fd: int, cap: int, in_fd: int | None,
                  stdin: bytes, aux_fd: int | None) -> None:
         self.pid, self.deadline, self.cap = pid, deadline, cap
-        self.kill_pids = [pid]
         self.streams = {out_fd: bytearray(), err_fd: bytearray()}
         self.out_fd, self.err_fd, self.aux_fd = out_fd, err_fd, aux_fd
         self.open_reads = {out_fd, err_fd} | ({aux_fd} if aux_fd is not None else set())
@@ -1407,11 +1373,10 @@ class _Watch:
         if why and self.stop is None:
             self.stop = why
         if not self.exited:
-            for pid in self.kill_pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # rootless: the run's init, its namespace with it
+            except OSError:
+                pass
 
     def _reap(self, block: bool) -> None:
         if not self.exited:
@@ -1499,32 +1464,22 @@ class _Watch:
         return bytes(self.streams[fd]).decode("utf-8", errors="replace")
 
 
-def _read_setup(fd: int, deadline: float, want_pid: bool) -> tuple[str | None, int | None]:
-    """Wait for the prologue: (None if it succeeded else the error, the program's pid if reported)."""
+def _read_setup(fd: int, deadline: float) -> str | None:
+    """Wait for the prologue: None if it succeeded, else the error."""
     data = b""
-    pid = None
-    while True:
-        while data[:1] == b"P" and len(data) >= 5:
-            pid = struct.unpack("!i", data[1:5])[0]
-            data = data[5:]
-        if data[:1] == b"1" and (pid is not None or not want_pid):
-            break
-        if data[:2] == b"1P" and len(data) >= 6:  # the holder reported after the program
-            pid = struct.unpack("!i", data[2:6])[0]
-            data = b"1"
-            break
+    while data[:1] != b"1":
         r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not r:
             os.close(fd)
-            return "the program's setup timed out", pid
+            return "the program's setup timed out"
         chunk = os.read(fd, 4096)
         if not chunk:
             break
         data += chunk
     os.close(fd)
     if data[:1] == b"1":
-        return None, pid
-    return (data[1:].decode(errors="replace") or "the program's setup died"), pid
+        return None
+    return data[1:].decode(errors="replace") or "the program's setup died"
 
 
 def _procs_of(uid: int) -> tuple[list[int], list[int]]:
@@ -1604,6 +1559,26 @@ def _close_all(*fds: int | None) -> None:
                 pass
 
 
+def _fork_program(job: dict, cfg: dict, fds: dict[int, int]) -> int:
+    """Fork the program process; in rootless mode, as pid 1 of a new pid namespace."""
+    if cfg["mode"] != "pidns":
+        pid = os.fork()
+        if pid == 0:
+            _program(job, cfg, fds)
+        return pid
+    _unshare(CLONE_NEWPID)  # the next child is pid 1 of a new pid namespace
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _program(job, cfg, fds)
+    finally:
+        # later children (the evaluator, the next run's init) are not in that namespace; a
+        # zygote that cannot go back cannot run anything safely
+        if _setns_fn(_PIDNS_FD, CLONE_NEWPID) != 0:
+            os._exit(1)
+    return pid
+
+
 def _run_job(job: dict, cfg: dict, ctl_in: int) -> dict:
     """One run: fork the program (and, with tests, the evaluator), supervise, clean up, report."""
     lim, mode, has_tests = job["limits"], cfg["mode"], bool(job.get("has_tests"))
@@ -1628,11 +1603,12 @@ def _run_job(job: dict, cfg: dict, ctl_in: int) -> dict:
         fds.update({3: req_r, 4: resp_w})
         rpc = (resp_r, req_w)
     fds[max(fds) + 1] = setup_w
+    status_r = None
+    if mode == "pidns":  # the run's init reports the program's wait status on it
+        status_r, fds[max(fds) + 1] = os.pipe()
     start = time.monotonic()
     deadline = start + lim["wall_s"]
-    pid = os.fork()
-    if pid == 0:
-        _program(job, cfg, fds)
+    pid = _fork_program(job, cfg, fds)
     _close_all(*fds.values())
     epid = None
     b_consumed = not has_tests
@@ -1643,9 +1619,7 @@ def _run_job(job: dict, cfg: dict, ctl_in: int) -> dict:
         _close_all(rpc[0], rpc[1], res_w)
     watch = _Watch(pid, deadline, out_r, err_r, lim["max_output_bytes"], in_w, job.get("stdin", "").encode(),
                    res_r)
-    problem, upid = _read_setup(setup_r, deadline, want_pid=mode == "pidns")
-    if upid:
-        watch.kill_pids.insert(0, upid)
+    problem = _read_setup(setup_r, deadline)
     report = None
     if problem is not None:
         watch.halt(None)
@@ -1662,6 +1636,11 @@ def _run_job(job: dict, cfg: dict, ctl_in: int) -> dict:
         report = _parse_report(bytes(watch.aux[1:])) if b_consumed else None
     watch.wait_program()
     wall = time.monotonic() - start
+    if status_r is not None:  # rootless: the program's wait status (none if the init was killed)
+        data = os.read(status_r, 4)
+        os.close(status_r)
+        if len(data) == 4:
+            watch.wait_status = struct.unpack("!i", data)[0]
     # leftovers: in uid mode whatever runs under the program's uid; in rootless mode they died
     # with the program's pid namespace; unisolated, its process group is all we can reach
     if mode == "uid":
@@ -1762,6 +1741,9 @@ def main() -> None:
             importlib.import_module(name)
         except Exception:
             pass
+    if cfg["mode"] == "pidns":
+        global _PIDNS_FD
+        _PIDNS_FD = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if cfg["mode"] != "none":
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         os.environ["PWD"] = WORK  # where every program starts
