@@ -372,13 +372,11 @@ def training_row(row: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
     completion sides of a conversational row are assistant messages). A row is one form or the
     other, as TRL requires."""
     if kind == "sft" and "prompt" not in row and "messages" in row:
-        msgs = row["messages"]
-        ok = isinstance(msgs, list) and len(msgs) >= 2 and all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs)
-        if not ok or msgs[-1].get("role") != "assistant":
+        msgs = _messages(row["messages"], where, "messages")
+        if len(msgs) < 2 or msgs[-1]["role"] != "assistant":
             raise InputError(f"{where}: 'messages' must be a list of {{role, content}} messages ending with an "
                              f"assistant message")
-        return {"messages": [{"role": m["role"], "content": m["content"]} for m in msgs]}
+        return {"messages": msgs}
     names = _TRAIN_FIELDS[kind]
     missing = [f for f in names if f not in row]
     if missing:

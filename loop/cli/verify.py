@@ -32,7 +32,7 @@ from starloop.loop.records import verified_row, verify_items_from_rows
 from starloop.loop.runtime.rundir import Parts, digest
 from starloop.loop.stages.verify import verify_in_chunks
 from starloop.verifiers.records import Verdict
-from starloop.verifiers.registry import VerifyItem, get_verifier
+from starloop.verifiers.registry import VerifierSpec, VerifyItem, get_verifier
 
 log = logging.getLogger("starloop")
 
@@ -52,16 +52,18 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.set_defaults(func=run)
 
 
-def _verifiers(items: list[VerifyItem], path: Path) -> dict[str, list[int]]:
-    """Row indices per verifier name (each row's ``task``), every verifier known."""
-    groups: dict[str, list[int]] = {}
+def _groups(items: list[VerifyItem], path: Path) -> dict[str, tuple[VerifierSpec, list[int]]]:
+    """Each verifier named by the rows' ``task``, with the indices of its rows; an unknown one is an
+    error naming its first row."""
+    groups: dict[str, tuple[VerifierSpec, list[int]]] = {}
     for i, item in enumerate(items):
-        groups.setdefault(item.problem.task, []).append(i)
-    for name, idxs in groups.items():
-        try:
-            get_verifier(name)
-        except KeyError as exc:
-            raise InputError(f"{path} row {idxs[0] + 1}: {exc.args[0]}") from None
+        name = item.problem.task
+        if name not in groups:
+            try:
+                groups[name] = (get_verifier(name), [])
+            except KeyError as exc:
+                raise InputError(f"{path} row {i + 1}: {exc.args[0]}") from None
+        groups[name][1].append(i)
     return groups
 
 
@@ -83,11 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise InputError(f"{args.input}: no rows")
     items = verify_items_from_rows(rows, args.verifier, args.input)
-    groups = _verifiers(items, args.input)
-    options: dict[str, dict] = {}
-    for name, idxs in groups.items():
-        spec = get_verifier(name)
-        options[name] = cfg.options.get(name, {})
+    groups = _groups(items, args.input)
+    options = {name: cfg.options.get(name, {}) for name in groups}
+    for name, (spec, idxs) in groups.items():  # every row checked before any work
         try:
             spec.make_config(options[name])
         except (ValueError, TypeError) as exc:
@@ -99,10 +99,9 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"{args.input} row {i + 1}: {exc}") from None
     parts_root = Path(f"{args.output}.parts")
     source = hashlib.sha256(Path(args.input).read_bytes()).hexdigest()
-    verdicts: list[Verdict | None] = [None] * len(items)
+    verdicts: list[Verdict] = [None] * len(items)  # type: ignore[list-item]  # each set below
     with tqdm(total=len(items), desc="verify", unit="row") as bar:
-        for name, idxs in groups.items():
-            spec = get_verifier(name)
+        for name, (spec, idxs) in groups.items():
             key = {"input": source, "verifier": spec.name, "version": spec.version, "options": options[name]}
             if len(groups) > 1:
                 key["rows"] = idxs
@@ -110,9 +109,9 @@ def run(args: argparse.Namespace) -> int:
                                    parts=Parts(parts_root / digest(key)), bar=bar)
             for i, v in zip(idxs, got, strict=True):
                 verdicts[i] = v
-    counts = Counter(v.reason for v in verdicts if v is not None)
-    write_jsonl(args.output, (verified_row(row, v) for row, v in zip(rows, verdicts, strict=True) if v is not None))
+    counts = Counter(v.reason for v in verdicts)
+    write_jsonl(args.output, (verified_row(row, v) for row, v in zip(rows, verdicts, strict=True)))
     shutil.rmtree(parts_root, ignore_errors=True)
-    log.info("%d rows verified (%s): %s -> %s", len(rows), ", ".join(f"{n}: {len(i)}" for n, i in groups.items()),
+    log.info("%d rows verified (%s): %s -> %s", len(rows), ", ".join(f"{n}: {len(i)}" for n, (_, i) in groups.items()),
              dict(counts), args.output)
     return 0
