@@ -21,13 +21,12 @@ from typing import Any
 from starloop.loop.config import DatasetConfig, RunConfig, load_config
 from starloop.loop.driver import Driver
 from starloop.loop.errors import InputError
-from starloop.loop.records import samples_from_verified_rows
 from starloop.loop.runtime.models import check_model, load_tokenizer, resolve_model
 from starloop.loop.runtime.prompts import problem_prompts
 from starloop.loop.runtime.report import write_report
 from starloop.loop.runtime.sampling import Sampling, isolate_phases
-from starloop.loop.stages import pairs as pairs_stage
 from starloop.loop.stages.evaluation import evaluate_model as evaluate_checkpoint
+from starloop.loop.stages.pairs import pairs_from_verified_rows
 from starloop.loop.tasks import load_problems
 from starloop.verifiers.records import Problem
 
@@ -92,6 +91,5 @@ def build_pairs(verified_rows: Sequence[dict[str, Any]], *, strategy: str = "ran
                 verifier: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """DPO preference rows (TRL's format plus provenance) and their counts from verified rows (what
     ``starloop verify`` writes), as ``starloop pairs`` builds them."""
-    samples = samples_from_verified_rows(list(verified_rows), "verified rows", verifier)
-    return pairs_stage.build_pairs(samples, strategy=strategy, per_prompt=per_prompt,  # type: ignore[arg-type]
-                                   exclude_truncated=exclude_truncated, seed=seed)
+    return pairs_from_verified_rows(list(verified_rows), "verified rows", verifier=verifier, strategy=strategy,
+                                    per_prompt=per_prompt, exclude_truncated=exclude_truncated, seed=seed)

@@ -17,9 +17,8 @@ from starloop.loop.cli.common import add_config_args
 from starloop.loop.config import PairsConfig, load_section
 from starloop.loop.errors import InputError
 from starloop.loop.fileio import atomic_dir, read_jsonl
-from starloop.loop.records import samples_from_verified_rows
 from starloop.loop.runtime.preference_dataset import HUB_FILES, push_to_hub, write_dataset
-from starloop.loop.stages.pairs import STRATEGIES, build_pairs, no_pairs_message
+from starloop.loop.stages.pairs import STRATEGIES, no_pairs_message, pairs_from_verified_rows
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -48,15 +47,9 @@ def run(args: argparse.Namespace) -> int:
     exclude_truncated = cfg.exclude_truncated if args.include_truncated is None else not args.include_truncated
     if per_prompt < 1:
         raise InputError(f"--per-prompt must be >= 1, got {per_prompt}")
-    conversations: dict[str, list[dict[str, str]]] = {}
-    samples = samples_from_verified_rows(read_jsonl(args.input), args.input, args.verifier, conversations)
-    rows, stats = build_pairs(samples, strategy=strategy, per_prompt=per_prompt, exclude_truncated=exclude_truncated,
-                              seed=args.seed)
-    if conversations:  # TRL's conversational preference form: the prompt's messages, assistant replies
-        for row in rows:
-            row["prompt"] = conversations[row["prompt"]]
-            for side in ("chosen", "rejected"):
-                row[side] = [{"role": "assistant", "content": row[side]}]
+    rows, stats = pairs_from_verified_rows(read_jsonl(args.input), args.input, verifier=args.verifier,
+                                           strategy=strategy, per_prompt=per_prompt,
+                                           exclude_truncated=exclude_truncated, seed=args.seed)
     if not rows:
         raise InputError(f"{args.input}: {no_pairs_message(stats)}")
     meta = {"input": str(args.input), "strategy": strategy, "per_prompt": per_prompt,

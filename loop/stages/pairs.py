@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from starloop.loop.records import Sample, pair_row
+from starloop.loop.records import Sample, pair_row, samples_from_verified_rows
 from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.text import jaccard, normalize, shingles
 
@@ -159,6 +159,22 @@ def build_pairs(
     stats["rejected_by_reason"] = dict(rejected_reasons)
     stats["mean_abs_length_diff"] = round(length_gap / len(rows), 2) if rows else 0.0
     return rows, stats
+
+
+def pairs_from_verified_rows(rows: Sequence[dict[str, Any]], path: Any, *, verifier: str | None = None,
+                             **settings: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`build_pairs` on verified rows (``starloop verify`` output), in TRL's standard or, when the
+    rows' prompts are conversations, conversational preference form (the prompt's messages; chosen and
+    rejected as assistant messages)."""
+    conversations: dict[str, list[dict[str, str]]] = {}
+    samples = samples_from_verified_rows(rows, path, verifier, conversations)
+    pairs, stats = build_pairs(samples, **settings)
+    if conversations:
+        for row in pairs:
+            row["prompt"] = conversations[row["prompt"]]
+            for side in ("chosen", "rejected"):
+                row[side] = [{"role": "assistant", "content": row[side]}]
+    return pairs, stats
 
 
 def no_pairs_message(stats: Mapping[str, Any]) -> str:
