@@ -21,7 +21,7 @@ from typing import Any
 from starloop.loop.config import DatasetConfig, RunConfig, load_config
 from starloop.loop.driver import Driver
 from starloop.loop.errors import InputError
-from starloop.loop.runtime.models import check_model, load_tokenizer, resolve_model
+from starloop.loop.runtime.models import LoadOptions, check_model, load_tokenizer, resolve_model
 from starloop.loop.runtime.prompts import problem_prompts
 from starloop.loop.runtime.report import write_report
 from starloop.loop.runtime.sampling import Sampling, isolate_phases
@@ -60,7 +60,7 @@ def load_inputs(config: str | Path | None, overrides: Sequence[str], split: str,
 def open_sampling(cfg: RunConfig) -> Sampling:
     """The sampler of a command: in this process, or a child per call with ``runtime.stage_processes``."""
     return Sampling(cfg.sampling, engine_seed=cfg.seed, progress=cfg.runtime.progress,
-                    isolate=isolate_phases(cfg.runtime.stage_processes))
+                    isolate=isolate_phases(cfg.runtime.stage_processes), load=LoadOptions.of(cfg.model))
 
 
 def evaluate_model(model: str | Path | None = None, *, config: str | Path | None = None,
@@ -70,7 +70,7 @@ def evaluate_model(model: str | Path | None = None, *, config: str | Path | None
     held-out problems, as ``starloop eval`` reports them."""
     cfg, ds, problems, model = load_inputs(config, overrides, split, model)
     log.info("evaluating %s on %d %s problems (%s %s)", model, len(problems), split, ds.source, ds.path or "")
-    prompts = problem_prompts(load_tokenizer(model), problems, cfg.prompt)
+    prompts = problem_prompts(load_tokenizer(model, LoadOptions.of(cfg.model)), problems, cfg.prompt)
     with open_sampling(cfg) as sampling:
         metrics = evaluate_checkpoint(sampling, model, problems, prompts, eval_cfg=cfg.eval, sampling_cfg=cfg.sampling,
                                       verify_cfg=cfg.verify, out=samples_dir, seed=cfg.seed if seed is None else seed,

@@ -31,7 +31,15 @@ from starloop.loop.runtime.launch import check_launch, launch_command, run_train
 from starloop.loop.runtime.processes import ENTRY
 from starloop.loop.runtime.rundir import Parts, RunDir
 from starloop.loop.runtime.sampling import Sampling, sample_here
-from starloop.loop.runtime.shards import ShardError, sample_sharded, shard_bounds
+from starloop.loop.runtime.shards import (
+    FileProgress,
+    ShardError,
+    ShardProgress,
+    progress_file,
+    read_progress,
+    sample_sharded,
+    shard_bounds,
+)
 from starloop.verifiers.records import Problem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,6 +191,25 @@ PROBLEMS = [Problem(id=f"p{i}", task="math", prompt=f"{i * 7 % 23}+{i}{'-1' * (i
 PROMPTS = [f"Q: {p.prompt}\nA: " for p in PROBLEMS]
 
 
+def test_replica_progress_reaches_the_aggregate_bar(tmp_path):
+    out = tmp_path / "shard-01.jsonl"
+    bar = FileProgress(total=10, progress_file=progress_file(out))
+    bar.update(4)
+    bar.close()  # closing reports the last count
+    assert read_progress(progress_file(out)) == 0.4
+    for _ in FileProgress(range(3), progress_file=tmp_path / "other.progress"):  # an iterable's bar: no report
+        pass
+    assert not (tmp_path / "other.progress").exists()
+    files = [tmp_path / "shard-00.progress", progress_file(out), tmp_path / "shard-02.progress"]
+    agg = ShardProgress([6, 10, 4], files, [True, False, False], enabled=False, replicas=3)
+    assert agg.bar.n == 6 + 4 + 0  # a finished shard counts whole, a running one by its report
+    agg.finish(2, True)
+    assert agg.bar.n == 14
+    agg.finish(1, False)  # a failed replica's problems are not done (its retry starts over)
+    assert agg.bar.n == 10 and not files[1].exists()
+    agg.close()
+
+
 def test_shard_bounds():
     assert shard_bounds(10, 2) == [(0, 5), (5, 10)]
     assert shard_bounds(10, 2, align=4) == [(0, 8), (8, 10)]
@@ -194,16 +221,21 @@ def _request(model, params, seed=11):
     return SampleRequest(model, PROBLEMS, PROMPTS, dataclasses.replace(params, seed=seed), iteration=1)
 
 
-def test_two_replicas_sample_what_one_samples(tiny_model, tmp_path):
+def test_two_replicas_sample_what_one_samples(tiny_model, tmp_path, capfd):
     base = ["sampling.backend=transformers", "sampling.batch_size=4", "runtime.progress=false"]
     one = load_config(None, base).sampling
     two = load_config(None, [*base, "sampling.data_parallel_size=2"]).sampling
     rd = RunDir(tmp_path / "run")
     for params in (GenParams(n=2, temperature=1.0, max_tokens=8), GenParams(n=1, temperature=0.0, max_tokens=8)):
         want = sample_here(one, 0, _request(tiny_model, params), False)
-        with Sampling(two, engine_seed=0, parts=lambda key: rd.parts("shards", key)) as sampling:
+        capfd.readouterr()
+        with Sampling(two, engine_seed=0, parts=lambda key: rd.parts("shards", key), progress=True) as sampling:
             got = sampling.sample(_request(tiny_model, params))
         assert [sample_to_row(s) for s in got] == [sample_to_row(s) for s in want]
+        # One bar on the terminal for both replicas, in problems; the replicas' own bars go to files.
+        err = capfd.readouterr().err
+        assert "sample (2 replicas): 100%" in err and f"{len(PROBLEMS)}/{len(PROBLEMS)}" in err
+        assert "generate" not in err
     shard_dirs = sorted((tmp_path / "run" / "shards").iterdir())
     assert len(shard_dirs) == 2
     assert all(sorted(p.name for p in d.glob("shard-*.jsonl")) == ["shard-00.jsonl", "shard-01.jsonl"]
@@ -230,7 +262,7 @@ from starloop.loop.records import Sample, sample_to_row
 from starloop.loop.fileio import write_jsonl
 
 
-def sample(cfg, engine_seed, request, out):
+def sample(cfg, engine_seed, request, out, load=None):
     """Fails on the shard holding problem p7 while FAIL_FLAG names an existing file."""
     flag = Path(os.environ["FAIL_FLAG"])
     if any(p.id == "p7" for p in request.problems) and flag.exists():

@@ -12,7 +12,7 @@ from starloop.loop.api import load_inputs, open_sampling
 from starloop.loop.cli.common import add_config_args
 from starloop.loop.fileio import write_jsonl
 from starloop.loop.records import GenParams, SampleRequest, sample_output_row
-from starloop.loop.runtime.models import load_tokenizer
+from starloop.loop.runtime.models import LoadOptions, load_tokenizer
 from starloop.loop.runtime.prompts import problem_prompts
 
 log = logging.getLogger("starloop")
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"sampling.n={args.n}"] if args.n is not None else [])
     cfg, ds, problems, model = load_inputs(args.config, overrides, args.split, args.model)
     s = cfg.sampling
-    prompts = problem_prompts(load_tokenizer(model), problems, cfg.prompt)
+    prompts = problem_prompts(load_tokenizer(model, LoadOptions.of(cfg.model)), problems, cfg.prompt)
     params = GenParams(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=cfg.seed)
     log.info("sampling %d x %d completions from %s (%s %s)", len(problems), s.n, model, ds.source, ds.path or "")
     with open_sampling(cfg) as sampling:

@@ -15,7 +15,7 @@ from starloop.loop.errors import InputError
 from starloop.loop.fileio import atomic_dir, read_jsonl, write_json
 from starloop.loop.records import training_row
 from starloop.loop.runtime.launch import run_training
-from starloop.loop.runtime.models import check_model
+from starloop.loop.runtime.models import LoadOptions, check_model
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -62,11 +62,13 @@ def load_train_rows(path: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    tcfg: TrainConfig = load_section("train", args.config, args.set)
+    model_sets = [s for s in args.set if s.split("=", 1)[0].strip().startswith("model.")]
+    tcfg: TrainConfig = load_section("train", args.config, [s for s in args.set if s not in model_sets])
+    load = LoadOptions.of(load_section("model", args.config, model_sets))  # model.dtype, model.trust_remote_code
     check_model(args.model, "--model")
     rows = load_train_rows(args.data, args.kind)
     with atomic_dir(args.output, args.overwrite) as tmp:
-        stats = run_training(tcfg, args.kind, args.model, tmp, rows=rows)
+        stats = run_training(tcfg, args.kind, args.model, tmp, rows=rows, load=load)
         write_json(tmp / "train_stats.json", {"kind": args.kind, "model": args.model, "data": str(args.data),
                                               "stats": stats, "train": to_plain(tcfg)})
     print(f"{args.kind}: {stats.get('rows')} rows, {stats.get('steps')} steps, loss {stats.get('first_loss')} -> "

@@ -53,8 +53,12 @@ class ModelConfig:
     path: str = "builtin:arithmetic"
     """A Hugging Face model directory or Hub id; ``builtin:NAME`` builds a registered built-in model
     (``builtin:arithmetic``: the demo's seed model)."""
-    dtype: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights' dtype for sampling and training. auto: the checkpoint's own dtype for training; for
+    sampling bfloat16 on a GPU, and on CPU float32 for a float32 checkpoint, else bfloat16 (vLLM) /
+    float32 (transformers)."""
     trust_remote_code: bool = False
+    """Let transformers / vLLM run a model repository's own Python code (its tokenizer and model classes)."""
     builtin_options: dict[str, Any] = field(default_factory=dict)
     """Options of a built-in model (``builtin:arithmetic``: see loop/demo/seed_model.py)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 from starloop.loop.config import RunConfig
 from starloop.loop.errors import InputError
 from starloop.loop.runtime.artifacts import Artifacts
-from starloop.loop.runtime.models import load_tokenizer, resolve_model
+from starloop.loop.runtime.models import LoadOptions, load_tokenizer, resolve_model
 from starloop.loop.runtime.prompts import problem_prompts
 from starloop.loop.runtime.rundir import RunDir
 from starloop.loop.runtime.sampling import Sampling, isolate_phases
@@ -51,11 +51,12 @@ class RunContext:
         base = resolve_model(cfg.model, cfg.prompt, cfg.seed)
         isolate = isolate_phases(cfg.runtime.stage_processes)
         log.info("run %s: %d train problems, %d eval problems, model %s", rd.root, len(train), len(held_out), base)
+        load = LoadOptions.of(cfg.model)
         sampling = Sampling(cfg.sampling, engine_seed=cfg.seed, isolate=isolate, progress=cfg.runtime.progress,
-                            parts=lambda key: rd.parts("shards", key))
+                            parts=lambda key: rd.parts("shards", key), load=load)
         with sampling:
             yield cls(cfg, rd, Artifacts(rd), train, held_out, {p.id: p for p in [*train, *held_out]}, base,
-                      load_tokenizer(base), sampling, isolate)
+                      load_tokenizer(base, load), sampling, isolate)
 
     @property
     def progress(self) -> bool:

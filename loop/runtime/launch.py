@@ -34,6 +34,7 @@ import yaml
 
 from starloop.loop.config import ConfigError, LaunchConfig, TrainConfig, config_file
 from starloop.loop.fileio import read_jsonl, write_json, write_jsonl
+from starloop.loop.runtime.models import LoadOptions
 from starloop.loop.runtime.processes import ChildJob, Executor, run_job
 from starloop.loop.runtime.samplers import cuda_available
 from starloop.loop.runtime.trainers import train_dpo, train_sft
@@ -130,7 +131,7 @@ def accelerate_file(launch: LaunchConfig, out: Path) -> Path | None:
 
 def run_training(tcfg: TrainConfig, kind: str, init: str, out: Path, *, rows: list[dict[str, Any]],
                  report_to: Sequence[str] = (), isolate: bool = False,
-                 executor: Executor | None = None) -> dict[str, Any]:
+                 executor: Executor | None = None, load: LoadOptions | None = None) -> dict[str, Any]:
     """Train ``init`` on ``rows`` (SFT rows or DPO pairs) into ``out/model``; return stats.
 
     With ``isolate`` (or any launcher but ``inprocess``) training runs in child processes, so the
@@ -143,12 +144,12 @@ def run_training(tcfg: TrainConfig, kind: str, init: str, out: Path, *, rows: li
         tcfg = dataclasses.replace(tcfg, launch=dataclasses.replace(launch, deepspeed=str(
             config_file(launch.deepspeed, key="train.launch.deepspeed"))))
     if launch.launcher == "inprocess" and not isolate:
-        return {**TRAINERS[kind](init, rows, tcfg, out, report_to), "world_size": 1, "launcher": "inprocess"}
+        return {**TRAINERS[kind](init, rows, tcfg, out, report_to, load), "world_size": 1, "launcher": "inprocess"}
     out.mkdir(parents=True, exist_ok=True)
     data = out / f"{kind}_rows.jsonl"
     write_jsonl(data, rows)
     acc = accelerate_file(launch, out)
-    job = ChildJob(train_phase, (kind, init, str(data), tcfg, str(out), list(report_to)), out, kind,
+    job = ChildJob(train_phase, (kind, init, str(data), tcfg, str(out), list(report_to), load), out, kind,
                    command=lambda entry: launch_command(launch, entry, accelerate_config=acc))
     log.info("training phase (%d process%s): %s", world_size(launch), "es" * (world_size(launch) > 1),
              shlex.join(job.argv()))
@@ -179,10 +180,11 @@ def _group_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def train_phase(kind: str, init: str, data: str, tcfg: TrainConfig, out: str, report_to: list[str]) -> dict[str, Any]:
+def train_phase(kind: str, init: str, data: str, tcfg: TrainConfig, out: str, report_to: list[str],
+                load: LoadOptions | None = None) -> dict[str, Any]:
     """One rank of the training phase (what every launched process runs); rank 0 writes the stats."""
     _init_distributed(tcfg)
-    stats = TRAINERS[kind](init, read_jsonl(data), tcfg, Path(out), report_to)
+    stats = TRAINERS[kind](init, read_jsonl(data), tcfg, Path(out), report_to, load)
     if int(os.environ.get("RANK", "0")) == 0:
         # The size of the group the trainer really ran in, not what the launcher was asked for.
         path = tcfg.launch.deepspeed or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")

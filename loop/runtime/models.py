@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,25 @@ ENTRY_POINT_GROUP = "starloop.models"
 Builder = Callable[[dict[str, Any], PromptConfig, Path, int], Path]
 """``(builtin_options, prompt config, cache dir, run seed) -> model directory``."""
 _BUILDERS: dict[str, Builder] = {}
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model's weights and tokenizer are loaded (``model.dtype``, ``model.trust_remote_code``), by
+    every sampler, trainer and tokenizer of a run."""
+
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> LoadOptions:
+        return cls(model.dtype, model.trust_remote_code)
+
+    def torch_dtype(self, default: Any) -> Any:
+        """The ``torch.dtype`` to load with: the configured one, else ``default``."""
+        import torch  # heavy: deferred
+
+        return default if self.dtype == "auto" else getattr(torch, self.dtype)
 
 
 def register_builtin_model(name: str) -> Callable[[Builder], Builder]:
@@ -77,7 +97,7 @@ def resolve_model(model: ModelConfig, prompt: PromptConfig, seed: int) -> str:
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
 
 
-def load_tokenizer(model_path: str):
+def load_tokenizer(model_path: str, load: LoadOptions | None = None):
     """The tokenizer of a model; a checkpoint without one is an error naming it."""
     from transformers import AutoTokenizer  # heavy: deferred
 
@@ -86,6 +106,6 @@ def load_tokenizer(model_path: str):
         raise InputError(f"{model_path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
                          f"with the checkpoint")
     try:
-        return AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(model_path, trust_remote_code=bool(load and load.trust_remote_code))
     except (OSError, ValueError) as exc:
         raise InputError(f"could not load the tokenizer of {model_path}: {str(exc).splitlines()[0]}") from None

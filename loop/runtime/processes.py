@@ -131,9 +131,11 @@ class Outcome:
         return f"exit code {self.exit_code}, no error output"
 
 
-def run_jobs(jobs: Sequence[ChildJob], executor: Executor | None = None) -> list[Outcome]:
+def run_jobs(jobs: Sequence[ChildJob], executor: Executor | None = None,
+             monitor: Callable[[], None] | None = None, interval: float = 0.5) -> list[Outcome]:
     """Start every job, wait for all, return their outcomes in job order. An interruption (or any
-    error here) kills the children still running; what finished stays on disk."""
+    error here) kills the children still running; what finished stays on disk. ``monitor`` is
+    called every ``interval`` seconds while they run (an aggregate progress bar)."""
     executor = executor or LOCAL
     started: list[tuple[ChildJob, Handle]] = []
     try:
@@ -143,6 +145,10 @@ def run_jobs(jobs: Sequence[ChildJob], executor: Executor | None = None) -> list
                 stale.unlink(missing_ok=True)
             write_bytes_atomic(job.spec, pickle.dumps((job.fn, job.args)))
             started.append((job, executor.start(job)))
+        if monitor is not None:
+            while any(handle.poll() is None for _, handle in started):
+                monitor()
+                time.sleep(interval)
         outcomes = []
         for job, handle in started:
             out = Outcome(job, handle.wait())

@@ -23,15 +23,21 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from starloop.loop.config import SamplingConfig
 from starloop.loop.records import Generation, GenParams
+from starloop.loop.runtime.models import LoadOptions
 
 log = logging.getLogger(__name__)
+
+
+Progress = bool | Callable[..., tqdm]
+"""A sampler's progress bar: none (False), tqdm's (True), or a tqdm class / factory to draw it with
+(as vLLM's ``use_tqdm`` takes), e.g. a replica's bar that reports to a file its parent reads."""
 
 
 class Sampler(ABC):
@@ -39,7 +45,8 @@ class Sampler(ABC):
     seed: int
 
     @abstractmethod
-    def generate(self, prompts: Sequence[str], params: GenParams, *, progress: bool = False) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[str], params: GenParams, *,
+                 progress: Progress = False) -> list[list[Generation]]:
         """``n`` generations per prompt, in prompt order."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -61,22 +68,26 @@ def _is_fp32(model_path: str) -> bool:
 
 
 class VLLMSampler(Sampler):
-    def __init__(self, model_path: str, cfg: SamplingConfig, seed: int = 0):
+    def __init__(self, model_path: str, cfg: SamplingConfig, seed: int = 0, load: LoadOptions | None = None):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         from vllm import LLM  # heavy, optional: deferred
 
+        load = load or LoadOptions()
         self.model_path, self.seed = str(model_path), seed
         kwargs = dict(
             model=self.model_path,
             seed=seed,
+            trust_remote_code=load.trust_remote_code,
             enforce_eager=cfg.enforce_eager,
             tensor_parallel_size=cfg.tensor_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
         )
         if cfg.max_model_len:
             kwargs["max_model_len"] = cfg.max_model_len
-        if not cuda_available():
+        if load.dtype != "auto":
+            kwargs["dtype"] = load.dtype
+        elif not cuda_available():
             kwargs["dtype"] = "float32" if _is_fp32(self.model_path) else "bfloat16"
         self.llm = LLM(**kwargs)
 
@@ -145,18 +156,20 @@ class PerRowSampling:
 
 
 class TransformersSampler(Sampler):
-    def __init__(self, model_path: str, cfg: SamplingConfig, seed: int = 0):
+    def __init__(self, model_path: str, cfg: SamplingConfig, seed: int = 0, load: LoadOptions | None = None):
         import torch  # heavy: deferred
         from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: deferred
 
+        load = load or LoadOptions()
         self.model_path, self.seed, self.batch_size = str(model_path), seed, cfg.batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=load.trust_remote_code)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = "cuda" if cuda_available() else "cpu"
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device).eval()
+        dtype = load.torch_dtype(torch.bfloat16 if self.device == "cuda" else torch.float32)
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype,
+                                                          trust_remote_code=load.trust_remote_code).to(self.device).eval()
 
     def generate(self, prompts, params, *, progress=False):
         """Batched ``generate``; sampled rows draw from per-(prompt, index) random streams.
@@ -171,8 +184,9 @@ class TransformersSampler(Sampler):
 
         seed = self.seed if params.seed is None else params.seed
         results: list[list[Generation]] = []
-        batches = range(0, len(prompts), self.batch_size)
-        for start in tqdm(batches, desc="generate", disable=not progress):
+        bar = (progress if callable(progress) else tqdm)(total=len(prompts), desc="generate", unit="prompt",
+                                                         disable=not progress)
+        for start in range(0, len(prompts), self.batch_size):
             chunk = list(prompts[start : start + self.batch_size])
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             # Row i * n + j is sample j of prompt i (repeated here: greedy generate refuses n > 1).
@@ -198,6 +212,8 @@ class TransformersSampler(Sampler):
             new = out[:, enc["input_ids"].shape[1] :]
             for i in range(len(chunk)):
                 results.append([self._finish(new[i * params.n + j].tolist(), params) for j in range(params.n)])
+            bar.update(len(chunk))
+        bar.close()
         return results
 
     def _finish(self, ids: list[int], params: GenParams) -> Generation:

@@ -18,6 +18,7 @@ backend in one of three places, with the same function (:func:`draw`) each time:
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from collections.abc import Callable
@@ -28,9 +29,10 @@ from starloop.loop.config import SamplingConfig
 from starloop.loop.fileio import write_jsonl
 from starloop.loop.records import Sample, SampleRequest, sample_to_row, samples_from_generations
 from starloop.loop.runtime import shards
+from starloop.loop.runtime.models import LoadOptions
 from starloop.loop.runtime.processes import ChildJob, Executor, run_job
 from starloop.loop.runtime.rundir import Parts
-from starloop.loop.runtime.samplers import BACKENDS, Sampler, cuda_available
+from starloop.loop.runtime.samplers import BACKENDS, Progress, Sampler, cuda_available
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +42,28 @@ def isolate_phases(stage_processes: str) -> bool:
     return stage_processes == "yes" or (stage_processes == "auto" and cuda_available())
 
 
-def draw(sampler: Sampler, request: SampleRequest, progress: bool = False) -> list[Sample]:
+def draw(sampler: Sampler, request: SampleRequest, progress: Progress = False) -> list[Sample]:
     """Sample ``request`` on ``sampler``, in this process."""
     return samples_from_generations(request, sampler.generate(request.prompts, request.params, progress=progress))
 
 
-def sample_here(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, progress: bool) -> list[Sample]:
+def sample_here(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, progress: Progress,
+                load: LoadOptions | None = None) -> list[Sample]:
     """Sample ``request`` on a fresh engine in this process (what a child process runs)."""
-    sampler = BACKENDS[cfg.backend](request.model, cfg, engine_seed)
+    sampler = BACKENDS[cfg.backend](request.model, cfg, engine_seed, load)
     try:
         return draw(sampler, request, progress)
     finally:
         sampler.close()
 
 
-def sample_shard(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, out: str) -> int:
-    """A replica's work: sample one shard and write its rows to ``out``; returns the row count."""
-    return write_jsonl(out, (sample_to_row(s) for s in sample_here(cfg, engine_seed, request, False)))
+def sample_shard(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, out: str,
+                 load: LoadOptions | None = None) -> int:
+    """A replica's work: sample one shard and write its rows to ``out``; returns the row count.
+
+    Its progress goes to the file beside ``out`` that the parent's aggregate bar reads."""
+    bar = functools.partial(shards.FileProgress, progress_file=shards.progress_file(out))
+    return write_jsonl(out, (sample_to_row(s) for s in sample_here(cfg, engine_seed, request, bar, load)))
 
 
 class Sampling:
@@ -69,8 +76,9 @@ class Sampling:
 
     def __init__(self, cfg: SamplingConfig, *, engine_seed: int, isolate: bool = False, progress: bool = False,
                  parts: Callable[[Any], Parts] | None = None, executor: Executor | None = None,
-                 shard_fn: Callable[..., int] = sample_shard):
+                 shard_fn: Callable[..., int] = sample_shard, load: LoadOptions | None = None):
         self.cfg, self.engine_seed, self.isolate, self.progress = cfg, engine_seed, isolate, progress
+        self.load = load or LoadOptions()
         self.parts, self.executor, self.shard_fn = parts, executor, shard_fn
         self._live: Sampler | None = None
 
@@ -86,7 +94,7 @@ class Sampling:
             return self._live
         self.release()
         log.info("starting %s sampler on %s (seed %d)", self.cfg.backend, model, self.engine_seed)
-        self._live = BACKENDS[self.cfg.backend](str(model), self.cfg, self.engine_seed)
+        self._live = BACKENDS[self.cfg.backend](str(model), self.cfg, self.engine_seed, self.load)
         return self._live
 
     def release(self) -> None:
@@ -98,16 +106,19 @@ class Sampling:
     def sample(self, request: SampleRequest) -> list[Sample]:
         if self.cfg.data_parallel_size > 1:
             self.release()
-            key = shards.call_key(self.cfg, self.engine_seed, request, self.shard_fn)
+            key = shards.call_key(self.cfg, self.engine_seed, request, self.shard_fn, self.load)
             if self.parts is not None:
                 return shards.sample_sharded(request, self.cfg, self.engine_seed, self.parts(key), self.shard_fn,
-                                             executor=self.executor)
+                                             executor=self.executor, load=self.load,
+                                             progress=self.progress)
             with tempfile.TemporaryDirectory(prefix="starloop-shards-") as tmp:  # outside a run: nothing to resume
                 return shards.sample_sharded(request, self.cfg, self.engine_seed, Parts(tmp), self.shard_fn,
-                                             executor=self.executor)
+                                             executor=self.executor, load=self.load,
+                                             progress=self.progress)
         if self.isolate:
             self.release()
             with tempfile.TemporaryDirectory(prefix="starloop-sample-") as tmp:
-                job = ChildJob(sample_here, (self.cfg, self.engine_seed, request, self.progress), Path(tmp), "sample")
+                job = ChildJob(sample_here, (self.cfg, self.engine_seed, request, self.progress, self.load), Path(tmp),
+                               "sample")
                 return run_job(job, self.executor)
         return draw(self.engine(request.model), request, self.progress)

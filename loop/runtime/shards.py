@@ -39,12 +39,78 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from starloop.loop.config import ConfigError, SamplingConfig
+from starloop.loop.fileio import write_bytes_atomic
 from starloop.loop.records import Sample, SampleRequest, sample_from_row
+from starloop.loop.runtime.models import LoadOptions
 from starloop.loop.runtime.processes import ChildJob, Executor, Outcome, run_jobs
 from starloop.loop.runtime.rundir import Parts
 
 log = logging.getLogger(__name__)
+
+
+class FileProgress(tqdm):
+    """A replica's progress bar, drawn nowhere: ``done total`` goes to ``progress_file`` (at most twice a
+    second, and when it closes), which the parent's aggregate bar reads (:class:`ShardProgress`).
+
+    Passed to a sampler as its tqdm class (vLLM's ``use_tqdm`` takes one); only bars made with a
+    ``total`` and no iterable report, so vLLM's bar over adding requests does not."""
+
+    def __init__(self, *args: Any, progress_file: str | Path, **kwargs: Any):
+        self._report = Path(progress_file) if not args and kwargs.get("iterable") is None else None
+        kwargs.update(file=open(os.devnull, "w"), disable=False, mininterval=0.5)  # noqa: SIM115 - closed in close()
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if self._report is not None and self.total:
+            write_bytes_atomic(self._report, f"{self.n} {self.total}\n".encode())
+        return True
+
+    def close(self) -> None:
+        fh = self.fp
+        super().close()
+        fh.close()
+
+
+def progress_file(out: str | Path) -> Path:
+    """Where the replica writing ``out`` reports its progress."""
+    return Path(out).with_suffix(".progress")
+
+
+def read_progress(path: Path) -> float:
+    """The fraction done that a replica reported (0 before its first report)."""
+    try:
+        done, total = path.read_text().split()
+        return min(1.0, float(done) / float(total)) if float(total) > 0 else 0.0
+    except (OSError, ValueError):
+        return 0.0
+
+
+class ShardProgress:
+    """One bar over all replicas of a sharded call, in problems: finished shards count whole, running
+    ones by the fraction their replica reports."""
+
+    def __init__(self, sizes: list[int], files: list[Path], done: list[bool], *, enabled: bool, replicas: int):
+        self.sizes, self.files, self.done = sizes, files, done
+        self.bar = tqdm(total=sum(sizes), desc=f"sample ({replicas} replicas)", unit="problem", disable=not enabled)
+        self.update()
+
+    def update(self) -> None:
+        n = sum(size if done else int(size * read_progress(f))
+                for size, f, done in zip(self.sizes, self.files, self.done, strict=True))
+        if n != self.bar.n:
+            self.bar.n = n
+            self.bar.refresh()
+
+    def finish(self, index: int, ok: bool) -> None:
+        self.done[index] = ok
+        self.files[index].unlink(missing_ok=True)
+        self.update()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class ShardError(RuntimeError):
@@ -91,9 +157,11 @@ def _bounds(cfg: SamplingConfig, n: int) -> list[tuple[int, int]]:
     return [b for b in shard_bounds(n, cfg.data_parallel_size, align) if b[1] > b[0]]
 
 
-def call_key(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, shard_fn: Callable[..., Any]) -> dict:
+def call_key(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, shard_fn: Callable[..., Any],
+             load: LoadOptions | None = None) -> dict:
     """Everything a sharded call's samples depend on (its parts folder is named by a digest of it)."""
     return {
+        "load": dataclasses.asdict(load or LoadOptions()),
         "model": _model_fingerprint(request.model), "sampling": dataclasses.asdict(cfg), "engine_seed": engine_seed,
         "problems": [p.id for p in request.problems], "prompts": request.prompts,
         "params": dataclasses.asdict(request.params), "iteration": request.iteration, "hinted": request.hinted,
@@ -113,39 +181,34 @@ def _complete(parts: Parts, name: str, request: SampleRequest) -> str | None:
 
 
 def sample_sharded(request: SampleRequest, cfg: SamplingConfig, engine_seed: int, parts: Parts,
-                   shard_fn: Callable[..., Any], *, executor: Executor | None = None, retries: int = 1) -> list[Sample]:
+                   shard_fn: Callable[..., Any], *, executor: Executor | None = None, retries: int = 1,
+                   load: LoadOptions | None = None, progress: bool = False) -> list[Sample]:
     """Sample ``request`` on ``cfg.data_parallel_size`` replicas; merge the shards in problem order.
 
-    Each replica runs ``shard_fn(cfg, engine_seed, shard_request, out_path)`` in a fresh process.
+    Each replica runs ``shard_fn(cfg, engine_seed, shard_request, out_path, load)`` in a fresh process.
     Finished shards are kept in ``parts`` and reused by a rerun; raises :class:`ShardError` if a
     replica still fails after ``retries`` retries.
     """
     bounds = _bounds(cfg, len(request.problems))
     names = [f"shard-{i:02d}" for i in range(len(bounds))]
     envs = replica_env(len(bounds), cfg.tensor_parallel_size)
-    jobs = [ChildJob(shard_fn, (cfg, engine_seed, request.part(a, b), str(parts.path(name))), parts.dir, name,
+    jobs = [ChildJob(shard_fn, (cfg, engine_seed, request.part(a, b), str(parts.path(name)), load), parts.dir, name,
                      env=envs[i], log=True) for i, (name, (a, b)) in enumerate(zip(names, bounds, strict=True))]
     pending = [i for i, name in enumerate(names) if not parts.done(name)]
     log.info("sampling %d problems on %d replicas (%d shard(s) already done) in %s", len(request.problems),
              len(bounds), len(bounds) - len(pending), parts.dir)
     errors: dict[int, str] = {}
-    for attempt in range(retries + 1):
-        if not pending:
-            break
-        if attempt:
-            log.warning("retrying shard(s) %s (attempt %d of %d)", pending, attempt + 1, retries + 1)
-        outcomes: list[Outcome] = run_jobs([jobs[i] for i in pending], executor)
-        failed = []
-        for i, out in zip(pending, outcomes, strict=True):
-            a, b = bounds[i]
-            why = _complete(parts, names[i], request.part(a, b)) if out.ok else out.error()
-            if why is not None:
-                errors[i] = why
-                if out.ok:  # the process succeeded but its output is unusable: say so next to its log
-                    out.job.error.write_text(why + "\n")
-                log.warning("shard %d failed (exit %d): %s", i, out.exit_code, why)
-                failed.append(i)
-        pending = failed
+    bar = ShardProgress([b - a for a, b in bounds], [progress_file(parts.path(n)) for n in names],
+                        [i not in pending for i in range(len(bounds))], enabled=progress, replicas=len(bounds))
+    try:
+        for attempt in range(retries + 1):
+            if not pending:
+                break
+            if attempt:
+                log.warning("retrying shard(s) %s (attempt %d of %d)", pending, attempt + 1, retries + 1)
+            pending = _attempt(pending, jobs, names, bounds, request, parts, executor, errors, bar)
+    finally:
+        bar.close()
     if pending:
         details = "; ".join(f"shard {i} (problems {bounds[i][0]}..{bounds[i][1] - 1}): {errors[i]} "
                             f"[log: {jobs[i].log_file}]" for i in pending)
@@ -153,3 +216,22 @@ def sample_sharded(request: SampleRequest, cfg: SamplingConfig, engine_seed: int
         raise ShardError(f"{len(pending)} of {len(bounds)} sampling shard(s) failed after {retries + 1} attempt(s): "
                          f"{details}. {done} finished shard(s) are kept in {parts.dir}; rerun to sample only the rest.")
     return [sample_from_row(r) for name in names for r in parts.read(name)]
+
+
+def _attempt(pending: list[int], jobs: list[ChildJob], names: list[str], bounds: list[tuple[int, int]],
+             request: SampleRequest, parts: Parts, executor: Executor | None, errors: dict[int, str],
+             bar: ShardProgress) -> list[int]:
+    """Run the pending shards' replicas once; the shards that failed (their reasons go to ``errors``)."""
+    outcomes: list[Outcome] = run_jobs([jobs[i] for i in pending], executor, monitor=bar.update)
+    failed = []
+    for i, out in zip(pending, outcomes, strict=True):
+        a, b = bounds[i]
+        why = _complete(parts, names[i], request.part(a, b)) if out.ok else out.error()
+        bar.finish(i, why is None)
+        if why is not None:
+            errors[i] = why
+            if out.ok:  # the process succeeded but its output is unusable: say so next to its log
+                out.job.error.write_text(why + "\n")
+            log.warning("shard %d failed (exit %d): %s", i, out.exit_code, why)
+            failed.append(i)
+    return failed

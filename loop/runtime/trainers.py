@@ -19,6 +19,7 @@ from typing import Any
 
 from starloop.loop.config import TrainConfig, config_file
 from starloop.loop.runtime.failpoints import failpoint
+from starloop.loop.runtime.models import LoadOptions
 from starloop.loop.runtime.samplers import cuda_available
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,10 @@ def sft_example(row: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": row["prompt"], "completion": row["completion"]}
 
 
-def _tokenizer(model_path: str):
+def _tokenizer(model_path: str, load: LoadOptions):
     from transformers import AutoTokenizer  # heavy: deferred
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=load.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -105,12 +106,13 @@ def _drop_overlong(examples: list[dict[str, Any]], tokenizer, max_length: int | 
 
 
 def _fit(trainer_cls, model_path: str, args, ds, tokenizer, tcfg: TrainConfig, out_dir: Path, *, rows: int,
-         t0: float):
+         t0: float, load: LoadOptions):
     """Load the model, train it with ``trainer_cls`` (a TRL trainer), save it to ``out_dir/model``;
     return the trainer and the stats every kind of training reports."""
     from transformers import AutoModelForCausalLM  # heavy: deferred
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=load.torch_dtype("auto"),
+                                                 trust_remote_code=load.trust_remote_code)
     trainer = trainer_cls(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                           peft_config=_peft_config(tcfg))
     result = trainer.train()
@@ -128,7 +130,7 @@ def _fit(trainer_cls, model_path: str, args, ds, tokenizer, tcfg: TrainConfig, o
 
 
 def train_sft(model_path: str, rows: list[dict[str, Any]], tcfg: TrainConfig, out_dir: str | Path,
-              report_to: Sequence[str] = ()) -> dict[str, Any]:
+              report_to: Sequence[str] = (), load: LoadOptions | None = None) -> dict[str, Any]:
     """Supervised fine-tuning on prompt/completion ``rows`` (loss on the completion only).
 
     Saves the model to ``out_dir/model`` and returns training stats.
@@ -139,16 +141,17 @@ def train_sft(model_path: str, rows: list[dict[str, Any]], tcfg: TrainConfig, ou
     out_dir = Path(out_dir)
     t0 = time.time()
     args = trainer_config("sft", tcfg, out_dir, report_to)
-    tokenizer = _tokenizer(model_path)
+    load = load or LoadOptions()
+    tokenizer = _tokenizer(model_path, load)
     examples = _drop_overlong([sft_example(r) for r in rows], tokenizer, args.max_length)
     trainer, stats = _fit(SFTTrainer, model_path, args, datasets.Dataset.from_list(examples), tokenizer, tcfg,
-                          out_dir, rows=len(rows), t0=t0)
+                          out_dir, rows=len(rows), t0=t0, load=load)
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"]) * (trainer.state.epoch or 0.0)
     return {**stats, "tokens": int(tokens)}
 
 
 def train_dpo(model_path: str, rows: list[dict[str, Any]], tcfg: TrainConfig, out_dir: str | Path,
-              report_to: Sequence[str] = ()) -> dict[str, Any]:
+              report_to: Sequence[str] = (), load: LoadOptions | None = None) -> dict[str, Any]:
     """DPO on preference ``rows`` (prompt / chosen / rejected), starting from and referenced to ``model_path``.
 
     ``train.dpo.loss_type`` lists TRL loss types combined with ``train.dpo.loss_weights``:
@@ -161,10 +164,11 @@ def train_dpo(model_path: str, rows: list[dict[str, Any]], tcfg: TrainConfig, ou
     out_dir = Path(out_dir)
     t0 = time.time()
     args = trainer_config("dpo", tcfg, out_dir, report_to)
-    tokenizer = _tokenizer(model_path)
+    load = load or LoadOptions()
+    tokenizer = _tokenizer(model_path, load)
     ds = datasets.Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
                                      for r in rows])
-    trainer, stats = _fit(DPOTrainer, model_path, args, ds, tokenizer, tcfg, out_dir, rows=len(rows), t0=t0)
+    trainer, stats = _fit(DPOTrainer, model_path, args, ds, tokenizer, tcfg, out_dir, rows=len(rows), t0=t0, load=load)
     logs = [h for h in trainer.state.log_history if "loss" in h]
     tds = trainer.train_dataset
     per_epoch = sum(len(p) * 2 + len(c) + len(r) for p, c, r in

@@ -18,6 +18,7 @@ from typing import Any
 from starloop.loop.runtime.artifacts import MODEL, SFT_MODEL
 from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.launch import run_training
+from starloop.loop.runtime.models import LoadOptions
 from starloop.loop.runtime.rundir import RunDir
 from starloop.loop.stages.pairs import no_pairs_message
 
@@ -33,7 +34,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     current = init
 
     def train(kind: str, start: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return run_training(t, kind, start, out, rows=rows, isolate=ctx.isolate)
+        return run_training(t, kind, start, out, rows=rows, isolate=ctx.isolate, load=LoadOptions.of(cfg.model))
 
     if t.sft.enabled:
         rows = ctx.files.rows(it, "select")
