@@ -328,6 +328,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"iterations: must be >= 0, got {cfg.iterations}")
     if cfg.sampling.n < 1:
         raise ConfigError(f"sampling.n: must be >= 1, got {cfg.sampling.n}")
+    _check_adaptive(cfg)
     if any(k < 1 or k > cfg.eval.n for k in cfg.eval.k):
         raise ConfigError(f"eval.k: every k must be in 1..eval.n={cfg.eval.n}, got {cfg.eval.k}")
     for frac in ("real_fraction", "replay_fraction"):
@@ -338,6 +339,16 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("select.real_fraction > 0 needs data.real (a dataset of gold SFT rows)")
     for name, check in _CHECKS.items():
         check(getattr(cfg, name))
+
+
+def _check_adaptive(cfg: RunConfig) -> None:
+    a = cfg.sampling.adaptive
+    if a.round_n < 1:
+        raise ConfigError(f"sampling.adaptive.round_n: must be >= 1, got {a.round_n}")
+    if a.max_per_problem is not None and a.max_per_problem < a.round_n:
+        raise ConfigError(f"sampling.adaptive.max_per_problem: must be >= round_n={a.round_n}, got {a.max_per_problem}")
+    if a.budget <= 0:
+        raise ConfigError(f"sampling.adaptive.budget: must be > 0, got {a.budget}")
 
 
 def dump_config(cfg: RunConfig) -> str:

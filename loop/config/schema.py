@@ -75,6 +75,21 @@ class PromptConfig:
 
 
 @dataclass
+class AdaptiveConfig:
+    """Adaptive sampling: draw in rounds, verify each round inside the sample stage, and stop drawing
+    for a problem once it has ``select.max_per_problem`` verified samples; the budget this saves
+    goes to problems still unsolved, up to ``max_per_problem`` samples each."""
+
+    enabled: bool = False
+    round_n: int = 2
+    """Samples per active problem per round."""
+    max_per_problem: int | None = None
+    """Most samples one problem may get in an iteration (default 2 x sampling.n)."""
+    budget: float = 1.0
+    """Total samples per iteration, as a multiple of the fixed budget (problems x sampling.n)."""
+
+
+@dataclass
 class SamplingConfig:
     backend: Literal["vllm", "transformers"] = "vllm"
     problems_per_iteration: int | None = None
@@ -92,6 +107,8 @@ class SamplingConfig:
     """Number of sampler replicas, each over a shard of the problems."""
     enforce_eager: bool = True
     max_model_len: int | None = None
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    """Sample in rounds and move the budget to unsolved problems (off by default)."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ from starloop.loop.records import Sample, sample_from_row, sample_to_row
 from starloop.loop.runtime.rundir import RunDir
 
 FILES = {
-    "sample": "samples.jsonl",      # Sample rows, unverified
+    "sample": "samples.jsonl",      # Sample rows, unverified (verified with sampling.adaptive)
     "verify": "verified.jsonl",     # Sample rows with verdicts
     "rationalize": "rationales.jsonl",  # verified rationales, under the hint-free prompt
     "select": "sft.jsonl",          # the SFT set (TRL prompt/completion rows + provenance)

@@ -1,5 +1,6 @@
 """The sample stage: ``sampling.n`` completions of the previous checkpoint for each problem of
-the iteration's pool (all train problems, or a fresh random ``sampling.problems_per_iteration``)."""
+the iteration's pool (all train problems, or a fresh random ``sampling.problems_per_iteration``),
+or with ``sampling.adaptive`` as many as each problem needs, in verified rounds (stages/adaptive.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from starloop.loop.records import GenParams, SampleRequest
 from starloop.loop.runtime.context import RunContext, Stage
+from starloop.loop.stages.adaptive import sample_adaptive
 from starloop.verifiers.records import Problem
 
 
@@ -23,13 +25,18 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     s = ctx.cfg.sampling
     pool = problem_pool(ctx.train_problems, s.problems_per_iteration, ctx.seed("subset", it))
     params = GenParams(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=ctx.seed("sample", it))
-    samples = ctx.sampling.sample(SampleRequest(ctx.model_for(it - 1), pool, ctx.prompts(pool), params, iteration=it))
+    model = ctx.model_for(it - 1)
+    if s.adaptive.enabled:  # rounds, each verified as it comes (the verify stage keeps those verdicts)
+        samples, adaptive = sample_adaptive(ctx, it, model, pool, params)
+    else:
+        samples, adaptive = ctx.sampling.sample(SampleRequest(model, pool, ctx.prompts(pool), params, iteration=it)), None
     ctx.files.write_samples(out, "sample", samples)
     return {
         "problems": len(pool),
         "samples": len(samples),
         "truncated": sum(x.finish_reason == "length" for x in samples),
         "tokens": sum(x.num_tokens or 0 for x in samples),
+        **({"adaptive": adaptive} if adaptive else {}),
     }
 
 

@@ -47,7 +47,7 @@ def verify_in_chunks(task: str, items: Sequence[VerifyItem], *, options: dict[st
 
 def verify_samples(samples: Sequence[Sample], problems: dict[str, Problem], cfg: VerifyConfig, *,
                    progress: bool = False, parts: Parts | None = None) -> dict[str, dict[str, float]]:
-    """Set ``sample.verdict`` on every sample (in place); return per-verifier stats.
+    """Set ``sample.verdict`` on every sample that has none (in place); return per-verifier stats over all.
 
     Every problem is checked by its verifier before any work. Stats per verifier: n, pass_rate, and
     the rate of every verdict reason.
@@ -62,13 +62,18 @@ def verify_samples(samples: Sequence[Sample], problems: dict[str, Problem], cfg:
     stats: dict[str, dict[str, float]] = {}
     with tqdm(total=len(samples), desc="verify", disable=not progress, unit="sample") as bar:
         for task, idxs in by_task.items():
+            todo = [i for i in idxs if samples[i].verdict is None]
             items = [VerifyItem(samples[i].completion, problems[samples[i].problem_id], samples[i].finish_reason)
-                     for i in idxs]
+                     for i in todo]
             verdicts = verify_in_chunks(task, items, options=cfg.options.get(task), workers=cfg.workers,
-                                        parts=parts, bar=bar)
-            for i, v in zip(idxs, verdicts, strict=True):
+                                        parts=parts, bar=bar) if items else []
+            for i, v in zip(todo, verdicts, strict=True):
                 samples[i].verdict = v
-            counts = Counter(v.reason for v in verdicts)
+            if len(todo) < len(idxs):
+                log.info("verifier %s: %d samples already judged (adaptive sampling), %d to judge", task,
+                         len(idxs) - len(todo), len(todo))
+                bar.update(len(idxs) - len(todo))
+            counts = Counter(samples[i].verdict.reason for i in idxs)
             n = len(idxs)
             stats[task] = {"n": n, "pass_rate": counts["ok"] / n, **{f"{r}_rate": counts[r] / n for r in REASONS}}
             log.info("verifier %s: %d samples, pass %.1f%%, unparseable %.1f%%, truncated %.1f%%, timeout %.1f%%",
