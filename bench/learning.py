@@ -1,0 +1,435 @@
+"""Benchmark: does the loop learn, and does each of its mechanisms earn its place? Named variants
+(the loop and its ablations) x seeds, each a full `starloop run`, compared on held-out pass@1.
+
+    python bench/learning.py --suite demo [--variants sft,control] [--seeds 0,1,2] [--iterations N]
+                             [--eval-size 1000] [--out bench/results] [--report-only]
+
+A suite is a list of variants, each a config and extra ``--set`` overrides, and a reference
+variant. Suite ``demo``: ``sft`` (configs/demo.yaml, the loop), ``control`` (the matched control:
+same training steps on the seed data alone), ``no_rationalization``, ``unfiltered`` (no verifier
+filter), from configs/ablations/. Suite ``code``: configs/demo-code.yaml (see SUITES).
+
+Each run is a subprocess,
+
+    starloop run CONFIG --run-dir OUT/learning/SUITE/VARIANT/seed-S --set seed=S [--set ...]
+                 --set data.eval.options.per_level=EVAL_SIZE [--iterations N]
+
+with its output in ``seed-S.log`` next to its run directory. The held-out set is larger than the
+demo's own (``--eval-size``, default 1000 problems, against the demo's 200) so that differences of a
+few points are not noise of the eval set. Runs survive sessions: a run whose metrics.jsonl has every
+iteration is skipped, a partial one is resumed (`starloop run` resumes a run directory), so the
+same command can be run again until everything is done. A changed ``--eval-size`` makes a new
+experiment: `starloop run` refuses the old run directories (use another ``--out``).
+
+Written after the runs (or with ``--report-only``, from the run directories alone):
+
+- ``OUT/learning.json``: per suite (merged with other suites' results), per variant and seed, the
+  pass@1 curve, final pass@1 and the mean over the last 3 iterations, wall seconds (this bench's
+  invocations of the run, from ``OUT/learning/SUITE/invocations.jsonl``; and the stages' own sum),
+  samples drawn (sample + rationalize stages; the evaluation's are not counted), and the comparisons;
+- ``OUT/learning.md``: the same as tables, every suite in the JSON;
+- ``OUT/learning.png`` (suite demo; other suites ``learning-SUITE.png``): every variant's mean curve
+  over seeds with a min-max band (``starloop report --compare``'s plot).
+
+Comparison statistic: for each variant against the reference (``sft``), per seed the difference of
+the mean held-out pass@1 over the last 3 iterations (variant - reference, in points; paired by
+seed, since a seed fixes the train and eval problems), and the mean, min and max of those
+differences. Only seeds where both runs are complete are paired.
+
+Expected wall time on a 2-core CPU machine: a demo run is about 8-11 minutes with the seed model
+cached (``$STARLOOP_CACHE``; measured: about 65 s per iteration of ``sft``, sampling 40 s and
+training 15 s of it, plus about 20 s of start-up per invocation); the seed model's build, about
+4 minutes, happens once per cache. The control is faster (it samples 8 problems per iteration:
+about 25 s per iteration). ``--eval-size 1000`` adds about 15 s per evaluation, 2-3 minutes per
+run. 4 variants x 3 seeds: about 2-2.5 hours. The load average is printed at the start and the
+end: on a shared machine other work slows every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_OUT = HERE / "results"
+LAST = 3  # the comparison statistic: mean held-out pass@1 over the last LAST iterations
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    config: str  # relative to the repository
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    reference: str
+    variants: tuple[Variant, ...]
+    eval_size_key: str | None  # the config key that sets the held-out set's size (None: not settable)
+
+
+SUITES = {
+    "demo": Suite("demo", "sft", (
+        Variant("sft", "configs/demo.yaml"),
+        Variant("control", "configs/ablations/control.yaml"),
+        Variant("no_rationalization", "configs/ablations/no_rationalization.yaml"),
+        Variant("unfiltered", "configs/ablations/unfiltered.yaml"),
+    ), eval_size_key="data.eval.options.per_level"),
+    # ------------------------------------------------------------------------------------------
+    # Suite `code`: the code demo (configs/demo-code.yaml). Add its ablations here as variants
+    # once they exist, and set eval_size_key to the key of its held-out set's size.
+    # ------------------------------------------------------------------------------------------
+    "code": Suite("code", "sft", (
+        Variant("sft", "configs/demo-code.yaml"),
+    ), eval_size_key=None),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Run directories: state and summaries (read from the run directory alone).
+
+
+def run_dir(out: Path, suite: str, variant: str, seed: int) -> Path:
+    return out / "learning" / suite / variant / f"seed-{seed}"
+
+
+def metrics_rows(root: Path) -> list[dict[str, Any]]:
+    """The rows of a run directory's metrics.jsonl; empty when it has none yet, or a damaged one (which
+    `starloop run` rebuilds from the evaluate stages)."""
+    path = root / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except ValueError:
+        return []
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("iteration"), int)
+            and isinstance(r.get("pass@1"), int | float)]
+
+
+def read_metrics(root: Path) -> dict[int, float]:
+    """``{iteration: pass@1}`` of a run directory (pass@1 a fraction)."""
+    return {r["iteration"]: float(r["pass@1"]) for r in metrics_rows(root)}
+
+
+def run_state(root: Path, iterations: int) -> str:
+    """``done`` (every iteration 0..iterations evaluated), ``partial`` (a run directory with less) or ``new``."""
+    if not root.exists():
+        return "new"
+    curve = read_metrics(root)
+    return "done" if all(it in curve for it in range(iterations + 1)) else "partial"
+
+
+def last_mean(curve: dict[int, float], last: int = LAST) -> float | None:
+    """Mean pass@1 over the last ``last`` evaluated iterations after the starting model (fewer if the run has
+    fewer); None before iteration 1."""
+    its = sorted(it for it in curve if it >= 1)[-last:]
+    return statistics.fmean(curve[it] for it in its) if its else None
+
+
+def samples_drawn(root: Path) -> int:
+    """Completions sampled for training: the sample stages' and the rationalize stages' (hinted) samples."""
+    path = root / "manifest.json"
+    if not path.is_file():
+        return 0
+    stages = json.loads(path.read_text(encoding="utf-8")).get("stages", {})
+    return sum(int(v.get("samples") or 0) for k, v in stages.items() if k.endswith("/sample")) + sum(
+        int(v.get("hinted_samples") or 0) for k, v in stages.items() if k.endswith("/rationalize"))
+
+
+def stage_seconds(root: Path) -> float:
+    path = root / "manifest.json"
+    if not path.is_file():
+        return 0.0
+    stages = json.loads(path.read_text(encoding="utf-8")).get("stages", {})
+    return sum(float(v.get("seconds") or 0.0) for v in stages.values())
+
+
+def invocations(out: Path, suite: str) -> list[dict[str, Any]]:
+    path = out / "learning" / suite / "invocations.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def summarise_run(root: Path, iterations: int, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run: its curve (percent), final and last-3 pass@1, wall seconds, samples drawn."""
+    curve = read_metrics(root)
+    lm = last_mean(curve)
+    return {"run_dir": str(root), "complete": run_state(root, iterations) == "done",
+            "curve": {str(it): round(100 * v, 2) for it, v in sorted(curve.items())},
+            "final": round(100 * curve[max(curve)], 2) if curve else None,
+            "last3_mean": round(100 * lm, 2) if lm is not None else None,
+            "wall_s": round(sum(c["seconds"] for c in calls), 1) if calls else None, "invocations": len(calls),
+            "stage_s": round(stage_seconds(root), 1), "samples_drawn": samples_drawn(root),
+            "eval_problems": max((r.get("problems") or 0 for r in metrics_rows(root)), default=None)}
+
+
+def paired_differences(variant: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per seed: variant - reference of the last-3 mean pass@1 (points), for seeds where both are complete;
+    with their mean, min and max (None without a pair)."""
+    per_seed = {s: round(r["last3_mean"] - reference[s]["last3_mean"], 2) for s, r in sorted(variant.items())
+                if s in reference and r["complete"] and reference[s]["complete"]
+                and r["last3_mean"] is not None and reference[s]["last3_mean"] is not None}
+    vals = list(per_seed.values())
+    return {"per_seed": per_seed, "n": len(vals), "mean": round(statistics.fmean(vals), 2) if vals else None,
+            "min": min(vals, default=None), "max": max(vals, default=None)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Running.
+
+
+def planned_iterations(variant: Variant, seed: int, iterations: int | None) -> int:
+    if iterations is not None:
+        return iterations
+    from starloop.loop.config import load_config
+
+    return load_config(REPO / variant.config, [*variant.overrides, f"seed={seed}"]).iterations
+
+
+def command(suite: Suite, variant: Variant, seed: int, root: Path, args: argparse.Namespace) -> list[str]:
+    cmd = [sys.executable, "-m", "starloop.loop.cli", "run", str(REPO / variant.config), "--run-dir", str(root),
+           "--set", f"seed={seed}"]
+    for o in variant.overrides:
+        cmd += ["--set", o]
+    if suite.eval_size_key and args.eval_size:
+        cmd += ["--set", f"{suite.eval_size_key}={args.eval_size}"]
+    if args.iterations is not None:
+        cmd += ["--iterations", str(args.iterations)]
+    return cmd
+
+
+def execute(cmd: list[str], log_path: Path) -> tuple[int, float, bool]:
+    """Run ``cmd`` with its output appended to ``log_path``: (exit status, seconds, interrupted). On Ctrl-C
+    the run (which got the SIGINT too) is given a minute to stop at its own pace, keeping finished stages."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    t0, interrupted = time.time(), False
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            try:
+                rc = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+    return rc, time.time() - t0, interrupted
+
+
+def last_line(path: Path) -> str:
+    lines = [x for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def run_all(suite: Suite, variants: list[Variant], seeds: list[int], args: argparse.Namespace) -> int:
+    """Run (or skip, or resume) every variant x seed; returns the number of failed runs."""
+    from tqdm import tqdm
+
+    plan = [(v, s) for v in variants for s in seeds]
+    failed = 0
+    calls_path = args.out / "learning" / suite.name / "invocations.jsonl"
+    bar = tqdm(plan, desc=f"suite {suite.name}", unit="run", dynamic_ncols=True)
+    for v, s in bar:
+        root = run_dir(args.out, suite.name, v.name, s)
+        state = run_state(root, planned_iterations(v, s, args.iterations))
+        bar.set_postfix_str(f"{v.name} seed {s}")
+        if state == "done":
+            tqdm.write(f"{v.name} seed {s}: complete, skipped ({root})")
+            continue
+        log_path = root.parent / f"seed-{s}.log"
+        rc, seconds, interrupted = execute(command(suite, v, s, root, args), log_path)
+        calls_path.parent.mkdir(parents=True, exist_ok=True)
+        with calls_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"variant": v.name, "seed": s, "resumed": state == "partial", "rc": rc,
+                                 "seconds": round(seconds, 1), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        curve = read_metrics(root)
+        final = f", pass@1 {100 * curve[max(curve)]:.1f}% at iteration {max(curve)}" if curve else ""
+        if rc != 0:
+            failed += 1
+            tqdm.write(f"{v.name} seed {s}: FAILED (exit {rc}) after {seconds:.0f} s: {last_line(log_path)} "
+                       f"(log: {log_path})")
+        else:
+            tqdm.write(f"{v.name} seed {s}: {'resumed' if state == 'partial' else 'ran'} in {seconds:.0f} s{final}")
+        if interrupted or rc in (130, 143):
+            raise KeyboardInterrupt
+    return failed
+
+
+# ----------------------------------------------------------------------------------------------
+# Report.
+
+
+def summarise(suite: Suite, variants: list[Variant], seeds: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    calls = invocations(args.out, suite.name)
+    out: dict[str, Any] = {"suite": suite.name, "reference": suite.reference, "last": LAST, "variants": {}}
+    for v in variants:
+        runs = {}
+        for s in seeds:
+            root = run_dir(args.out, suite.name, v.name, s)
+            if root.exists():
+                mine = [c for c in calls if c["variant"] == v.name and c["seed"] == s]
+                runs[str(s)] = summarise_run(root, planned_iterations(v, s, args.iterations), mine)
+        out["variants"][v.name] = {"config": v.config, "overrides": list(v.overrides), "seeds": runs}
+    out["eval_problems"] = sorted({r["eval_problems"] for d in out["variants"].values() for r in d["seeds"].values()
+                                   if r["eval_problems"]})
+    ref = out["variants"].get(suite.reference, {}).get("seeds", {})
+    out["comparisons"] = {name: {"reference": suite.reference, **paired_differences(d["seeds"], ref)}
+                          for name, d in out["variants"].items() if name != suite.reference and ref}
+    return out
+
+
+def _cell(v: Any, fmt: str = "{:.1f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def run_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["variant", "seed", "iterations", "start %", "final %", f"last-{LAST} mean %", "wall s", "stage s",
+              "samples drawn"]
+    body = []
+    for name, d in result["variants"].items():
+        for s, r in d["seeds"].items():
+            its = list(r["curve"])
+            body.append([name, s, f"{its[-1] if its else '-'}{'' if r['complete'] else ' (partial)'}",
+                         _cell(r["curve"].get("0")), _cell(r["final"]), _cell(r["last3_mean"]),
+                         _cell(r["wall_s"], "{:.0f}"), _cell(r["stage_s"], "{:.0f}"), str(r["samples_drawn"])])
+    return header, body
+
+
+def comparison_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["variant", f"vs {result['reference']}", "pairs", "mean diff (points)", "min", "max", "per seed"]
+    body = [[name, result["reference"], str(c["n"]), _cell(c["mean"], "{:+.1f}"), _cell(c["min"], "{:+.1f}"),
+             _cell(c["max"], "{:+.1f}"), ", ".join(f"seed {s}: {d:+.1f}" for s, d in c["per_seed"].items()) or "-"]
+            for name, c in result["comparisons"].items()]
+    return header, body
+
+
+def print_table(title: str, header: list[str], body: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h, justify="left" if h in ("variant", "per seed") else "right")
+    for row in body:
+        table.add_row(*row)
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _md(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(b) + " |" for b in body]]
+
+
+def figure_name(suite: str) -> str:
+    return "learning.png" if suite == "demo" else f"learning-{suite}.png"
+
+
+def write_markdown(data: dict[str, Any], path: Path) -> None:
+    md = ["# Learning benchmark (`bench/learning.py`)", "",
+          f"Held-out greedy pass@1 in percent; the comparison is the mean over the last {LAST} iterations, "
+          "variant - reference per seed (points), over the seeds where both runs are complete. Wall s: this "
+          "benchmark's invocations of the run (seed-model build included when it happened); stage s: the sum of "
+          "the run's stage times.", ""]
+    for name, result in data.items():
+        load = result.get("machine", {}).get("load_avg") or ["-", "-"]
+        sizes = " or ".join(map(str, result.get("eval_problems") or [])) or "-"
+        md += [f"## Suite `{name}`", "", f"Held-out problems per evaluation: {sizes}; machine load average "
+               f"(1 min) {load[0]} at the start, {load[1]} at the end.", "",
+               *_md(*run_table(result)), "", *_md(*comparison_table(result)), "",
+               f"![held-out pass@1 per iteration]({figure_name(name)})", ""]
+    path.write_text("\n".join(md), encoding="utf-8")
+
+
+def write_figure(result: dict[str, Any], path: Path) -> Path | None:
+    from starloop.loop.runtime.compare import plot_compare, read_groups
+
+    dirs, labels = [], []
+    for name, d in result["variants"].items():
+        for r in d["seeds"].values():
+            if r["curve"]:
+                dirs.append(r["run_dir"])
+                labels.append(name)
+    if not dirs:
+        return None
+    title = f"suite {result['suite']}: held-out pass@1, mean over seeds (band: min-max)"
+    return plot_compare(read_groups(dirs, labels), path, title)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", choices=sorted(SUITES), default="demo")
+    p.add_argument("--variants", default=None, help="comma-separated variant names (default: all of the suite)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
+    p.add_argument("--iterations", type=int, default=None, help="iterations per run (default: the config's)")
+    p.add_argument("--eval-size", type=int, default=1000, help="held-out problems (default 1000; 0: the config's)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default bench/results)")
+    p.add_argument("--report-only", action="store_true", help="no runs: the report from the run directories")
+    args = p.parse_args(argv)
+    args.out = args.out.resolve()
+    suite = SUITES[args.suite]
+    missing = sorted({v.config for v in suite.variants if not (REPO / v.config).is_file()})
+    if missing:
+        print(f"suite {suite.name}: {', '.join(missing)} does not exist (yet); nothing to run", file=sys.stderr)
+        return 2
+    names = args.variants.split(",") if args.variants else [v.name for v in suite.variants]
+    unknown = [n for n in names if n not in {v.name for v in suite.variants}]
+    if unknown:
+        print(f"suite {suite.name} has no variant {', '.join(unknown)} (it has "
+              f"{', '.join(v.name for v in suite.variants)})", file=sys.stderr)
+        return 2
+    variants = [v for v in suite.variants if v.name in names]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if suite.eval_size_key is None and args.eval_size:
+        print(f"suite {suite.name}: --eval-size is not applied (no eval_size_key in SUITES); the config's held-out set")
+    load_before = os.getloadavg()
+    print(f"suite {suite.name}: {len(variants)} variant(s) x {len(seeds)} seed(s) into {args.out / 'learning'}; "
+          f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} at start; "
+          f"STARLOOP_CACHE={os.environ.get('STARLOOP_CACHE', '~/.cache/starloop')}")
+    failed, interrupted, t0 = 0, False, time.time()
+    if not args.report_only:
+        try:
+            failed = run_all(suite, variants, seeds, args)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("interrupted: finished stages are kept, rerun the same command to resume")
+    result = summarise(suite, variants, seeds, args)
+    load_after = os.getloadavg()
+    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                         "load_avg": [round(load_before[0], 2), round(load_after[0], 2)]}
+    print_table(f"suite {suite.name}: held-out pass@1 per run", *run_table(result))
+    print_table(f"paired by seed: mean of the last {LAST} iterations, variant - {suite.reference} (points)",
+                *comparison_table(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "learning.json"
+    data = json.loads(json_path.read_text(encoding="utf-8")) if json_path.exists() else {}
+    data[suite.name] = result
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_markdown(data, args.out / "learning.md")
+    fig = write_figure(result, args.out / figure_name(suite.name))
+    print(f"load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; this session "
+          f"{time.time() - t0:.0f} s")
+    print(f"wrote {json_path}, {args.out / 'learning.md'}" + (f", {fig}" if fig else ""))
+    return 130 if interrupted else 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
