@@ -38,6 +38,20 @@ def test_config_mismatch_refused(tmp_path):
     assert "train.sft.learning_rate" in str(exc.value) and "--run-dir" in str(exc.value)
 
 
+def test_run_recorded_before_a_key_existed_resumes(tmp_path):
+    import yaml
+
+    rd = RunDir(tmp_path / "run")
+    rd.init(load_config())
+    path = tmp_path / "run" / "config.yaml"
+    old = yaml.safe_load(path.read_text())
+    del old["hub"], old["sampling"]["adaptive"], old["model"]["dtype"]  # keys a later version added
+    path.write_text(yaml.safe_dump(old))
+    assert rd.check(load_config())  # the new keys at their defaults: the same run
+    with pytest.raises(RunDirMismatch, match="sampling.adaptive.enabled"):
+        rd.check(load_config(None, ["sampling.adaptive.enabled=true"]))
+
+
 def test_metrics_one_row_per_iteration(tmp_path):
     rd = RunDir(tmp_path / "run")
     rd.init(load_config())

@@ -20,18 +20,20 @@ named by a digest of everything the parts depend on, one JSONL file per finished
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
+import typing
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from starloop.loop.config import RunConfig, diff_configs, dump_config
+from starloop.loop.config import OpenSection, RunConfig, diff_configs, dump_config, to_plain
 from starloop.loop.errors import InputError
 from starloop.loop.fileio import atomic_open, read_jsonl, write_json, write_jsonl
 
@@ -45,6 +47,28 @@ LAYOUT = 2
 
 class RunDirMismatch(RuntimeError):
     """The run directory was made with a different config, or by an older layout."""
+
+
+def _section_type(tp: Any) -> type | None:
+    """The config section class a field holds (``X`` or ``X | None``), or None for a plain value."""
+    for t in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(t) and not issubclass(t, OpenSection):
+            return t
+    return None
+
+
+def with_new_keys(old: dict[str, Any], cls: type = RunConfig) -> dict[str, Any]:
+    """``old`` (a run's recorded config) with every key it lacks set to this version's default: a key
+    added to starloop after the run started does not make the run a different one."""
+    out = dict(old)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in out:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            out[f.name] = json.loads(json.dumps(to_plain(default)))
+        elif isinstance(out[f.name], dict) and (sub := _section_type(hints[f.name])) is not None:
+            out[f.name] = with_new_keys(out[f.name], sub)
+    return out
 
 
 def _strip(d: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +160,7 @@ class RunDir:
             old = yaml.safe_load(cfg_path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise InputError(f"{cfg_path} is damaged ({exc}); restore it or start a new --run-dir") from None
-        diffs = diff_configs(_strip(old), _strip(cfg.to_dict()))
+        diffs = diff_configs(_strip(with_new_keys(old)), _strip(cfg.to_dict()))
         if diffs:
             raise RunDirMismatch(
                 f"run directory {self.root} was started with a different config:\n  " + "\n  ".join(diffs)
