@@ -21,6 +21,7 @@ FILES = {
 HINTED = "hinted.jsonl"  # rationalize: every hinted sample, verified
 MODEL = "model"          # train: the checkpoint the iteration ends with
 SFT_MODEL = "sft_model"  # train: the SFT checkpoint, when DPO follows
+ADAPTER = "adapter"      # inside a checkpoint trained with LoRA: the adapter, unmerged (what a server loads)
 
 
 class Artifacts:

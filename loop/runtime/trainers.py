@@ -1,6 +1,9 @@
 """Training: a thin layer over TRL's ``SFTTrainer`` and ``DPOTrainer``; trainers are called,
 never subclassed. Checkpoints are saved in Hugging Face format that both samplers load (a LoRA
-adapter is merged into its base first).
+adapter is merged into its base first, and also kept unmerged in the checkpoint's ``adapter/``,
+with the tokenizer, for a server to load by name). Training that starts from an adapter folder
+trains that adapter further on its base model (the base named in its config); DPO's reference is
+then the base model (the adapter switched off).
 
 The trainers' arguments are ``train.sft`` / ``train.dpo`` as written, in TRL's own names, plus
 what starloop must set (see ``config.schema.SFTSection``). SFT rows: ``prompt`` / ``completion``
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import TrainConfig, config_file
+from starloop.loop.runtime.artifacts import ADAPTER
 from starloop.loop.runtime.failpoints import failpoint
 from starloop.loop.runtime.models import LoadOptions
 from starloop.loop.runtime.samplers import cuda_available
@@ -50,11 +54,15 @@ def _peft_config(tcfg: TrainConfig):
 
 
 def _save(trainer, tokenizer, out: Path, lora: bool) -> None:
-    """Save the trained model (LoRA merged into the base) and tokenizer to ``out``."""
+    """Save the trained model (LoRA merged into the base, the adapter itself in ``out/adapter``) and tokenizer
+    to ``out``."""
     from transformers.integrations import is_deepspeed_zero3_enabled  # heavy: deferred
 
     model = trainer.model
     if lora:
+        if trainer.accelerator.is_main_process:
+            trainer.accelerator.unwrap_model(model).save_pretrained(out / ADAPTER, safe_serialization=True)
+            tokenizer.save_pretrained(out / ADAPTER)
         model = model.merge_and_unload()
     state = None
     if not lora and is_deepspeed_zero3_enabled():
@@ -111,12 +119,19 @@ def _fit(trainer_cls, model_path: str, args, ds, tokenizer, tcfg: TrainConfig, o
     return the trainer and the stats every kind of training reports."""
     from transformers import AutoModelForCausalLM  # heavy: deferred
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=load.torch_dtype("auto"),
-                                                 trust_remote_code=load.trust_remote_code)
+    adapter = (Path(model_path) / "adapter_config.json").is_file()
+    if adapter:  # a LoRA adapter: trained further on its own base model
+        from peft import AutoPeftModelForCausalLM  # heavy, optional: deferred
+
+        model = AutoPeftModelForCausalLM.from_pretrained(model_path, is_trainable=True, dtype=load.torch_dtype("auto"),
+                                                         trust_remote_code=load.trust_remote_code)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=load.torch_dtype("auto"),
+                                                     trust_remote_code=load.trust_remote_code)
     trainer = trainer_cls(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                          peft_config=_peft_config(tcfg))
+                          peft_config=None if adapter else _peft_config(tcfg))
     result = trainer.train()
-    _save(trainer, tokenizer, out_dir / "model", tcfg.lora.enabled)
+    _save(trainer, tokenizer, out_dir / "model", tcfg.lora.enabled or adapter)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return trainer, {
         "rows": rows,
