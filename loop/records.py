@@ -22,11 +22,12 @@ from starloop.verifiers.registry import VerifyItem, get_verifier
 
 @dataclass(frozen=True)
 class Generation:
-    """One completion as a sampler returns it; ``finish_reason`` is ``stop`` or ``length``."""
+    """One completion as a sampler returns it; ``finish_reason`` is ``stop`` or ``length``;
+    ``num_tokens`` is None when the sampler cannot tell (a server that reports only a request's total)."""
 
     text: str
     finish_reason: str
-    num_tokens: int
+    num_tokens: int | None
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,10 @@ class Sample:
     ``prompt`` is the rendered text the model saw; for a STaR rationalization (``hinted``) that
     prompt holds the answer hint, and the kept trace is re-homed under the hint-free prompt.
     ``finish_reason`` is ``stop`` or ``length`` (cut off by max_tokens). ``model``, ``temperature``,
-    ``top_p`` and ``seed`` say which model wrote it and how. Fields a source does not record
-    (a user's ``starloop verify`` rows) are None.
+    ``top_p`` and ``seed`` say which model wrote it and how; ``sampler`` says in which role:
+    ``student`` (the model being trained) or ``teacher`` (``sampling.teacher``). A teacher's sample
+    keeps the student's rendered ``prompt``: the SFT row it may become trains the student. Fields
+    a source does not record (a user's ``starloop verify`` rows) are None.
     """
 
     problem_id: str
@@ -66,6 +69,7 @@ class Sample:
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    sampler: str | None = None
     verdict: Verdict | None = None
 
     @property
@@ -88,6 +92,8 @@ class SampleRequest:
     params: GenParams
     iteration: int = -1
     hinted: bool = False
+    sampler: str = "student"
+    """The role of ``model``: ``student`` or ``teacher`` (set by the sampling path, recorded on every sample)."""
 
     def __post_init__(self) -> None:
         if len(self.problems) != len(self.prompts):
@@ -96,7 +102,7 @@ class SampleRequest:
     def part(self, start: int, end: int) -> SampleRequest:
         """The request for problems ``start..end-1``."""
         return SampleRequest(self.model, self.problems[start:end], self.prompts[start:end], self.params,
-                             self.iteration, self.hinted)
+                             self.iteration, self.hinted, self.sampler)
 
 
 _SAMPLE_KEYS = tuple(f.name for f in fields(Sample))
@@ -122,9 +128,10 @@ def samples_from_generations(request: SampleRequest, generations: Sequence[Seque
     p = request.params
     for problem, prompt, gens in zip(request.problems, request.prompts, generations, strict=True):
         for j, g in enumerate(gens):
-            out.append(Sample(problem_id=problem.id, completion=g.text, prompt=prompt, iteration=request.iteration,
+            out.append(Sample(problem_id=problem.id, completion=g.text, prompt=str(prompt), iteration=request.iteration,
                               finish_reason=g.finish_reason, num_tokens=g.num_tokens, index=j, hinted=request.hinted,
-                              model=request.model, temperature=p.temperature, top_p=p.top_p, seed=p.seed))
+                              model=request.model, temperature=p.temperature, top_p=p.top_p, seed=p.seed,
+                              sampler=request.sampler))
     return out
 
 
@@ -142,6 +149,7 @@ def sft_row(s: Sample, source: str) -> dict[str, Any]:
         "source": source,
         "hinted": s.hinted,
         "model": s.model,
+        "sampler": s.sampler,
         "reason": None if s.verdict is None else s.verdict.reason,
     }
 
@@ -331,7 +339,7 @@ def samples_from_verified_rows(rows: Sequence[dict[str, Any]], path: Any, verifi
             problem_id="" if pid is None else str(pid), completion=comp, prompt=prompt,
             iteration=_optional(row, "iteration", int, where), finish_reason=fr if isinstance(fr, str) else None,
             model=_optional(row, "model", str, where), temperature=_optional(row, "temperature", float, where),
-            seed=_optional(row, "seed", int, where), verdict=verdict,
+            seed=_optional(row, "seed", int, where), sampler=_optional(row, "sampler", str, where), verdict=verdict,
         ))
     return out
 

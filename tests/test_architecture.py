@@ -15,7 +15,8 @@ MAX_MODULE_LINES = 420  # "about 400"
 MAX_CLASS_LINES = 150
 EXEMPT = {"starloop.sandbox._zygote"}  # one stdlib-only file by design: the sandbox's zygote
 HEAVY = {"torch", "transformers", "vllm", "trl", "peft", "deepspeed", "matplotlib", "datasets", "pyarrow",
-         "tokenizers", "wandb", "sympy", "latex2sympy2_extended", "safetensors", "huggingface_hub", "evaluate"}
+         "tokenizers", "wandb", "sympy", "latex2sympy2_extended", "safetensors", "huggingface_hub", "evaluate",
+         "openai"}
 
 
 def modules() -> dict[str, Path]:

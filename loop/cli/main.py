@@ -38,6 +38,7 @@ from starloop.loop.errors import (
 from starloop.loop.runtime.lock import RunDirLocked
 from starloop.loop.runtime.processes import ChildFailed
 from starloop.loop.runtime.rundir import RunDirMismatch
+from starloop.loop.runtime.served import ServerFailed
 from starloop.loop.runtime.shards import ShardError
 
 COMMANDS = (run, sample, verify, pairs, train, evaluate, report, verifiers)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, EXIT_LOCKED)
     except DiskFull as exc:
         return _fail(exc, EXIT_DISK_FULL)
-    except (ChildFailed, ShardError) as exc:
+    except (ChildFailed, ShardError, ServerFailed) as exc:
         return _fail(exc, EXIT_FAILED)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)

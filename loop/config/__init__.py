@@ -33,7 +33,9 @@ from starloop.loop.config.schema import (
     RuntimeConfig,
     SamplingConfig,
     SelectConfig,
+    ServerConfig,
     SFTSection,
+    TeacherConfig,
     TrainConfig,
     VerifyConfig,
     to_plain,
@@ -43,7 +45,7 @@ from starloop.loop.errors import ConfigError  # the config's own error, defined 
 __all__ = [
     "MOVED", "ConfigError", "DPOSection", "DataConfig", "DatasetConfig", "EvalConfig", "LaunchConfig", "LoraSection",
     "HubConfig", "ModelConfig", "OpenSection", "PairsConfig", "PromptConfig", "RationalizeConfig", "RunConfig", "RuntimeConfig",
-    "SFTSection", "SamplingConfig", "SelectConfig", "TrainConfig", "VerifyConfig", "build", "config_file",
+    "SFTSection", "SamplingConfig", "SelectConfig", "ServerConfig", "TeacherConfig", "TrainConfig", "VerifyConfig", "build", "config_file",
     "did_you_mean", "diff_configs", "dump_config", "load_config", "load_section", "merge", "parse_yaml", "shipped", "to_plain",
     "validate",
 ]

@@ -31,6 +31,8 @@ from starloop.loop.config.schema import (
     OpenSection,
     PairsConfig,
     RunConfig,
+    SamplingConfig,
+    TeacherConfig,
     TrainConfig,
     VerifyConfig,
     to_plain,
@@ -337,6 +339,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"select.{frac}: must be in [0, 1), got {v}")
     if cfg.select.real_fraction > 0 and cfg.data.real is None:
         raise ConfigError("select.real_fraction > 0 needs data.real (a dataset of gold SFT rows)")
+    _check_served(cfg.sampling)
     for name, check in _CHECKS.items():
         check(getattr(cfg, name))
 
@@ -349,6 +352,28 @@ def _check_adaptive(cfg: RunConfig) -> None:
         raise ConfigError(f"sampling.adaptive.max_per_problem: must be >= round_n={a.round_n}, got {a.max_per_problem}")
     if a.budget <= 0:
         raise ConfigError(f"sampling.adaptive.budget: must be > 0, got {a.budget}")
+
+
+def _check_served(s: SamplingConfig) -> None:
+    """A server needs a URL and sane request settings; a teacher needs a model (what a served student may
+    be is the run's business: see ``runtime.served.check_run``)."""
+    srv, t = s.server, s.teacher
+    if srv.concurrency < 1 or srv.timeout <= 0 or srv.max_retries < 0:
+        raise ConfigError(f"sampling.server: needs concurrency >= 1, timeout > 0 and max_retries >= 0, got "
+                          f"{srv.concurrency}, {srv.timeout}, {srv.max_retries}")
+    if s.backend == "openai" and not s.base_url:
+        raise ConfigError("sampling.base_url: required with sampling.backend: openai (e.g. http://127.0.0.1:8000/v1)")
+    if s.backend == "openai" and s.data_parallel_size > 1:
+        raise ConfigError("sampling.data_parallel_size: the openai backend sends every request to one server; set "
+                          "sampling.server.concurrency instead")
+    if t.model is None:
+        if t != TeacherConfig():
+            raise ConfigError("sampling.teacher: other keys are set but not sampling.teacher.model (no teacher without it)")
+        return
+    if t.iterations is not None and t.iterations < 1:
+        raise ConfigError(f"sampling.teacher.iterations: must be >= 1 (or null: every iteration), got {t.iterations}")
+    if (t.backend or s.backend) == "openai" and not (t.base_url or s.base_url):
+        raise ConfigError("sampling.teacher.base_url: required for a served teacher (backend: openai)")
 
 
 def dump_config(cfg: RunConfig) -> str:

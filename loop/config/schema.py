@@ -90,8 +90,49 @@ class AdaptiveConfig:
 
 
 @dataclass
+class ServerConfig:
+    """How starloop talks to an OpenAI-compatible server (``backend: openai``: the student's or the teacher's)."""
+
+    endpoint: Literal["completions", "chat"] = "completions"
+    """completions: sent the prompt text starloop renders (the student's chat template); chat: sent the chat
+    turns (system prompt, few-shot turns, the problem) for the server to apply its own model's template: for a
+    teacher of another model family, or a server without a completions endpoint."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    timeout: float = 600.0
+    """Seconds one request may take before it counts as failed (and is retried)."""
+    max_retries: int = 5
+    """Retries of a request after a transient error (connection, timeout, 408, 409, 429, 5xx), with exponential
+    backoff (the ``openai`` client's own)."""
+    request_seed: bool = True
+    """Send each request a seed (from the call's seed and the prompt) for servers that honour one; false for
+    servers that refuse it (or crash on it, as vLLM's CPU engine can)."""
+
+
+@dataclass
+class TeacherConfig:
+    """A teacher that samples and rationalizes instead of the student (distillation) in iterations
+    1..``iterations``; the student (``model.path``) is still the model trained and evaluated. Off while
+    ``model`` is null. Unset keys are the student's (``sampling.backend``, ``sampling.base_url`` ...)."""
+
+    model: str | None = None
+    """backend vllm / transformers: a model folder, Hub id or ``builtin:NAME``; backend openai: the name the
+    server serves the teacher under."""
+    backend: Literal["vllm", "transformers", "openai"] | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    iterations: int | None = None
+    """The teacher samples in iterations 1..iterations, the student's checkpoint after that; null = every iteration."""
+    builtin_options: dict[str, Any] = field(default_factory=dict)
+    """Options of a built-in teacher (``model: builtin:NAME``), as ``model.builtin_options``."""
+
+
+@dataclass
 class SamplingConfig:
-    backend: Literal["vllm", "transformers"] = "vllm"
+    backend: Literal["vllm", "transformers", "openai"] = "vllm"
+    """vllm / transformers: an engine in starloop's processes; openai: any OpenAI-compatible server at
+    ``base_url`` (vLLM, SGLang, TGI, a hosted API), which serves a fixed model: the student only when training
+    uses LoRA (each iteration's adapter is loaded into the server by name), else a teacher or an evaluation."""
     problems_per_iteration: int | None = None
     """Sample this many problems of the train pool per iteration (fresh random subset); None = all."""
     n: int = 4
@@ -107,6 +148,16 @@ class SamplingConfig:
     """Number of sampler replicas, each over a shard of the problems."""
     enforce_eager: bool = True
     max_model_len: int | None = None
+    base_url: str | None = None
+    """backend openai: the server's URL, e.g. ``http://127.0.0.1:8000/v1``."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """backend openai: the environment variable holding the server's API key (the key is never written to the
+    run dir; unset: no key, as a local vLLM server without ``--api-key`` takes)."""
+    served_model: str | None = None
+    """backend openai: the name the server serves ``model.path`` under (default: the model's folder, the name
+    vLLM gives it)."""
+    server: ServerConfig = field(default_factory=ServerConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     """Sample in rounds and move the budget to unsolved problems (off by default)."""
 

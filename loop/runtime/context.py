@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starloop.loop.config import RunConfig
+from starloop.loop.config import ModelConfig, RunConfig, SamplingConfig
 from starloop.loop.errors import InputError
-from starloop.loop.runtime.artifacts import Artifacts
+from starloop.loop.runtime.artifacts import ADAPTER, Artifacts
 from starloop.loop.runtime.models import LoadOptions, load_tokenizer, resolve_model
 from starloop.loop.runtime.prompts import problem_prompts
 from starloop.loop.runtime.rundir import RunDir
-from starloop.loop.runtime.sampling import Sampling, isolate_phases
+from starloop.loop.runtime.sampling import Sampling, isolate_phases, teacher_sampling
 from starloop.loop.runtime.seeds import Purpose, stage_seed
+from starloop.loop.runtime.served import check_run
 from starloop.loop.tasks import load_problems
 from starloop.verifiers.records import Problem
 
@@ -38,6 +39,8 @@ class RunContext:
     sampling: Sampling
     isolate: bool
     """Heavy phases run in child processes (``runtime.stage_processes``)."""
+    teacher_model: str | None = None
+    """The teacher (``sampling.teacher``): its resolved folder, or its name on a server."""
 
     @classmethod
     @contextlib.contextmanager
@@ -49,14 +52,19 @@ class RunContext:
         if overlap:
             raise InputError(f"{len(overlap)} eval problems also appear in the train pool, e.g. {sorted(overlap)[:3]}")
         base = resolve_model(cfg.model, cfg.prompt, cfg.seed)
+        teacher = resolve_teacher(cfg)
+        check_run(cfg, base, teacher)
         isolate = isolate_phases(cfg.runtime.stage_processes)
-        log.info("run %s: %d train problems, %d eval problems, model %s", rd.root, len(train), len(held_out), base)
+        log.info("run %s: %d train problems, %d eval problems, model %s%s", rd.root, len(train), len(held_out), base,
+                 f", teacher {teacher[0]} ({teacher[1].backend})" if teacher else "")
         load = LoadOptions.of(cfg.model)
+        served = cfg.sampling.served_model
         sampling = Sampling(cfg.sampling, engine_seed=cfg.seed, isolate=isolate, progress=cfg.runtime.progress,
-                            parts=lambda key: rd.parts("shards", key), load=load)
+                            parts=lambda key: rd.parts("shards", key), load=load, teacher=teacher,
+                            aliases={base: served} if served else None)
         with sampling:
             yield cls(cfg, rd, Artifacts(rd), train, held_out, {p.id: p for p in [*train, *held_out]}, base,
-                      load_tokenizer(base, load), sampling, isolate)
+                      load_tokenizer(base, load), sampling, isolate, teacher[0] if teacher else None)
 
     @property
     def progress(self) -> bool:
@@ -70,8 +78,40 @@ class RunContext:
         """The checkpoint iteration ``iteration`` ends with (0: the starting model)."""
         return self.base_model if iteration == 0 else str(self.files.model(iteration))
 
+    def sampler_model(self, iteration: int) -> str:
+        """The model that samples and rationalizes in iteration ``iteration``: the teacher in iterations
+        1..``sampling.teacher.iterations`` (every iteration when null), else the student's checkpoint of the
+        iteration before. Evaluation always samples the student (:meth:`model_for`)."""
+        limit = self.cfg.sampling.teacher.iterations
+        if self.teacher_model is not None and (limit is None or iteration <= limit):
+            return self.teacher_model
+        return self.model_for(iteration - 1)
+
+    def train_start(self, checkpoint: str) -> str:
+        """What training from ``checkpoint`` loads: for a student sampled through a server (whose base model is
+        fixed), the checkpoint's LoRA adapter, trained further on that base, so every iteration's adapter
+        applies to the served base; else the checkpoint itself."""
+        adapter = Path(checkpoint) / ADAPTER
+        if self.cfg.sampling.backend == "openai" and (adapter / "adapter_config.json").is_file():
+            return str(adapter)
+        return checkpoint
+
     def seed(self, purpose: Purpose, iteration: int) -> Any:
         return stage_seed(self.cfg.seed, purpose, iteration)
+
+
+def resolve_teacher(cfg: RunConfig) -> tuple[str, SamplingConfig] | None:
+    """The teacher's model (built or checked like ``model.path``; on a server, its served name) and sampling
+    config, or None without a teacher."""
+    t = cfg.sampling.teacher
+    if t.model is None:
+        return None
+    tcfg = teacher_sampling(cfg.sampling)
+    if tcfg.backend == "openai":
+        return t.model, tcfg
+    spec = ModelConfig(path=t.model, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
+                       builtin_options=t.builtin_options)
+    return resolve_model(spec, cfg.prompt, cfg.seed), tcfg
 
 
 @dataclass(frozen=True)

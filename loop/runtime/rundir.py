@@ -39,7 +39,9 @@ from starloop.loop.fileio import atomic_open, read_jsonl, write_json, write_json
 
 HASH_LIMIT = 64 << 20
 # Keys that may change between invocations of the same run without changing its meaning.
-RESUMABLE_KEYS = ("iterations", "runtime", "verify.workers", "hub")
+RESUMABLE_KEYS = ("iterations", "runtime", "verify.workers", "hub", "sampling.base_url", "sampling.teacher.base_url",
+                  "sampling.api_key_env", "sampling.teacher.api_key_env", "sampling.server.concurrency",
+                  "sampling.server.timeout", "sampling.server.max_retries")
 # The layout of run directories this version writes; 1 (no "layout" in the manifest) had flat
 # train keys and no pairs stage.
 LAYOUT = 2

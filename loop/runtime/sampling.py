@@ -13,11 +13,18 @@ backend in one of three places, with the same function (:func:`draw`) each time:
 - in a fresh child process (``runtime.stage_processes``), so accelerator memory is free again
   when the phase ends;
 - on ``sampling.data_parallel_size`` replicas, each a fresh process sampling a contiguous
-  shard of the problems (``starloop.loop.runtime.shards``).
+  shard of the problems (``starloop.loop.runtime.shards``);
+- on an OpenAI-compatible server (``sampling.backend: openai``, ``starloop.loop.runtime.served``), each
+  finished request kept in the call's parts folder.
+
+A request for the teacher's model (``sampling.teacher``) is sampled with the teacher's backend and
+server; every sample records its role (``student`` or ``teacher``). One engine lives at a time, so an
+in-process teacher and student take turns (each start releases the other's memory).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import tempfile
@@ -28,7 +35,7 @@ from typing import Any
 from starloop.loop.config import SamplingConfig
 from starloop.loop.fileio import write_jsonl
 from starloop.loop.records import Sample, SampleRequest, sample_to_row, samples_from_generations
-from starloop.loop.runtime import shards
+from starloop.loop.runtime import served, shards
 from starloop.loop.runtime.models import LoadOptions
 from starloop.loop.runtime.processes import ChildJob, Executor, run_job
 from starloop.loop.runtime.rundir import Parts
@@ -45,6 +52,13 @@ def isolate_phases(stage_processes: str) -> bool:
 def draw(sampler: Sampler, request: SampleRequest, progress: Progress = False) -> list[Sample]:
     """Sample ``request`` on ``sampler``, in this process."""
     return samples_from_generations(request, sampler.generate(request.prompts, request.params, progress=progress))
+
+
+def teacher_sampling(s: SamplingConfig) -> SamplingConfig:
+    """The teacher's sampling config: the student's, with the teacher's backend and server where it sets them."""
+    t = s.teacher
+    return dataclasses.replace(s, backend=t.backend or s.backend, base_url=t.base_url or s.base_url,
+                               api_key_env=t.api_key_env or s.api_key_env, served_model=None)
 
 
 def sample_here(cfg: SamplingConfig, engine_seed: int, request: SampleRequest, progress: Progress,
@@ -71,16 +85,21 @@ class Sampling:
 
     ``isolate`` runs each request in a fresh child process; ``data_parallel_size`` > 1 shards
     it over replicas, whose finished shards are kept in ``parts(key)`` (the run directory's
-    shard folders in a run; a temporary folder otherwise).
+    shard folders in a run; a temporary folder otherwise), as are a server's finished requests.
+    ``teacher`` is the teacher's model and sampling config; ``aliases`` maps a model path to the name a
+    server serves it under (the student's starting model: ``sampling.served_model``).
     """
 
     def __init__(self, cfg: SamplingConfig, *, engine_seed: int, isolate: bool = False, progress: bool = False,
                  parts: Callable[[Any], Parts] | None = None, executor: Executor | None = None,
-                 shard_fn: Callable[..., int] = sample_shard, load: LoadOptions | None = None):
+                 shard_fn: Callable[..., int] = sample_shard, load: LoadOptions | None = None,
+                 teacher: tuple[str, SamplingConfig] | None = None, aliases: dict[str, str] | None = None):
         self.cfg, self.engine_seed, self.isolate, self.progress = cfg, engine_seed, isolate, progress
         self.load = load or LoadOptions()
         self.parts, self.executor, self.shard_fn = parts, executor, shard_fn
+        self.teacher, self.aliases = teacher, aliases or {}
         self._live: Sampler | None = None
+        self._live_key: tuple[str, str] | None = None
 
     def __enter__(self) -> Sampling:
         return self
@@ -88,37 +107,57 @@ class Sampling:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def engine(self, model: str) -> Sampler:
-        """The live engine for ``model``: reused when it already runs that model, else replaced."""
-        if self._live is not None and self._live.model_path == str(model):
+    def engine(self, model: str, cfg: SamplingConfig | None = None) -> Sampler:
+        """The live engine for ``model`` (with ``cfg``, default the student's): reused when it already runs that
+        model, else replaced."""
+        cfg = cfg or self.cfg
+        if self._live is not None and self._live_key == (str(model), cfg.backend):
             return self._live
         self.release()
-        log.info("starting %s sampler on %s (seed %d)", self.cfg.backend, model, self.engine_seed)
-        self._live = BACKENDS[self.cfg.backend](str(model), self.cfg, self.engine_seed, self.load)
+        target = self.aliases.get(str(model), str(model)) if cfg.backend == "openai" else str(model)
+        log.info("starting %s sampler on %s (seed %d)", cfg.backend, target, self.engine_seed)
+        self._live = BACKENDS[cfg.backend](target, cfg, self.engine_seed, self.load)
+        self._live_key = (str(model), cfg.backend)
         return self._live
 
     def release(self) -> None:
         """Close the live engine (before training, so the trainer gets the memory)."""
         if self._live is not None:
             self._live.close()
-            self._live = None
+            self._live, self._live_key = None, None
+
+    def route(self, request: SampleRequest) -> tuple[SamplingConfig, SampleRequest]:
+        """The config that samples ``request`` (the teacher's for the teacher's model), and the request with its
+        sampler role set."""
+        if self.teacher is not None and request.model == self.teacher[0]:
+            return self.teacher[1], dataclasses.replace(request, sampler="teacher")
+        return self.cfg, dataclasses.replace(request, sampler="student")
 
     def sample(self, request: SampleRequest) -> list[Sample]:
-        if self.cfg.data_parallel_size > 1:
-            self.release()
-            key = shards.call_key(self.cfg, self.engine_seed, request, self.shard_fn, self.load)
+        cfg, request = self.route(request)
+        if cfg.backend == "openai":
+            sampler = self.engine(request.model, cfg)
+            assert isinstance(sampler, served.ServedSampler)
+            key = served.call_key(sampler, request)
             if self.parts is not None:
-                return shards.sample_sharded(request, self.cfg, self.engine_seed, self.parts(key), self.shard_fn,
+                return served.sample_served(sampler, request, self.parts(key), self.progress)
+            with tempfile.TemporaryDirectory(prefix="starloop-requests-") as tmp:  # outside a run: nothing to resume
+                return served.sample_served(sampler, request, Parts(tmp), self.progress)
+        if cfg.data_parallel_size > 1:
+            self.release()
+            key = shards.call_key(cfg, self.engine_seed, request, self.shard_fn, self.load)
+            if self.parts is not None:
+                return shards.sample_sharded(request, cfg, self.engine_seed, self.parts(key), self.shard_fn,
                                              executor=self.executor, load=self.load,
                                              progress=self.progress)
             with tempfile.TemporaryDirectory(prefix="starloop-shards-") as tmp:  # outside a run: nothing to resume
-                return shards.sample_sharded(request, self.cfg, self.engine_seed, Parts(tmp), self.shard_fn,
+                return shards.sample_sharded(request, cfg, self.engine_seed, Parts(tmp), self.shard_fn,
                                              executor=self.executor, load=self.load,
                                              progress=self.progress)
         if self.isolate:
             self.release()
             with tempfile.TemporaryDirectory(prefix="starloop-sample-") as tmp:
-                job = ChildJob(sample_here, (self.cfg, self.engine_seed, request, self.progress, self.load), Path(tmp),
+                job = ChildJob(sample_here, (cfg, self.engine_seed, request, self.progress, self.load), Path(tmp),
                                "sample")
                 return run_job(job, self.executor)
-        return draw(self.engine(request.model), request, self.progress)
+        return draw(self.engine(request.model, cfg), request, self.progress)

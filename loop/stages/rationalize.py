@@ -77,7 +77,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     if r.enabled and failed:
         params = GenParams(r.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=ctx.seed("rationalize", it))
         prompts = ctx.prompts(failed, texts=[hinted_text(p, r) for p in failed])
-        hinted = ctx.sampling.sample(SampleRequest(ctx.model_for(it - 1), failed, prompts, params, iteration=it,
+        hinted = ctx.sampling.sample(SampleRequest(ctx.sampler_model(it), failed, prompts, params, iteration=it,
                                                    hinted=True))
         verify_samples(hinted, ctx.problems_by_id, ctx.cfg.verify, progress=ctx.progress)
         plain = dict(zip([p.id for p in failed], ctx.prompts(failed), strict=True))

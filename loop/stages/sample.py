@@ -25,7 +25,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     s = ctx.cfg.sampling
     pool = problem_pool(ctx.train_problems, s.problems_per_iteration, ctx.seed("subset", it))
     params = GenParams(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=ctx.seed("sample", it))
-    model = ctx.model_for(it - 1)
+    model = ctx.sampler_model(it)  # the teacher (sampling.teacher) or the previous checkpoint
     if s.adaptive.enabled:  # rounds, each verified as it comes (the verify stage keeps those verdicts)
         samples, adaptive = sample_adaptive(ctx, it, model, pool, params)
     else:

@@ -39,7 +39,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     if t.sft.enabled:
         rows = ctx.files.rows(it, "select")
         if rows:
-            info["sft"] = train("sft", init, rows)
+            info["sft"] = train("sft", ctx.train_start(init), rows)
             current = str(out / MODEL)
         else:
             log.warning("iteration %d: empty SFT set, SFT skipped", it)
@@ -50,7 +50,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
             if current != init:  # SFT ran: keep its checkpoint beside the DPO one
                 os.replace(out / MODEL, out / SFT_MODEL)
                 current = str(out / SFT_MODEL)
-            info["dpo"] = train("dpo", current, pairs)
+            info["dpo"] = train("dpo", ctx.train_start(current), pairs)
             if current != init and not t.keep_sft_model:
                 shutil.rmtree(out / SFT_MODEL)
             log.info("iteration %d: DPO on %d pairs, loss %s -> %s", it, len(pairs), info["dpo"].get("first_loss"),
