@@ -58,9 +58,20 @@ def load_inputs(config: str | Path | None, overrides: Sequence[str], split: str,
 
 
 def open_sampling(cfg: RunConfig) -> Sampling:
-    """The sampler of a command: in this process, or a child per call with ``runtime.stage_processes``."""
+    """The sampler of a command: in this process, or a child per call with ``runtime.stage_processes``; on a
+    server, ``model.path`` is sampled as ``sampling.served_model``."""
+    served = cfg.sampling.served_model
     return Sampling(cfg.sampling, engine_seed=cfg.seed, progress=cfg.runtime.progress,
-                    isolate=isolate_phases(cfg.runtime.stage_processes), load=LoadOptions.of(cfg.model))
+                    isolate=isolate_phases(cfg.runtime.stage_processes), load=LoadOptions.of(cfg.model),
+                    aliases={resolve_model(cfg.model, cfg.prompt, cfg.seed): served} if served else None)
+
+
+def prompt_tokenizer(cfg: RunConfig, model: str):
+    """The tokenizer that renders ``model``'s prompts: its own, or ``model.path``'s for a model that only a
+    server knows (``sampling.backend: openai`` and a served name)."""
+    if cfg.sampling.backend == "openai" and not Path(model).is_dir():
+        model = resolve_model(cfg.model, cfg.prompt, cfg.seed)
+    return load_tokenizer(model, LoadOptions.of(cfg.model))
 
 
 def evaluate_model(model: str | Path | None = None, *, config: str | Path | None = None,
@@ -70,7 +81,7 @@ def evaluate_model(model: str | Path | None = None, *, config: str | Path | None
     held-out problems, as ``starloop eval`` reports them."""
     cfg, ds, problems, model = load_inputs(config, overrides, split, model)
     log.info("evaluating %s on %d %s problems (%s %s)", model, len(problems), split, ds.source, ds.path or "")
-    prompts = problem_prompts(load_tokenizer(model, LoadOptions.of(cfg.model)), problems, cfg.prompt)
+    prompts = problem_prompts(prompt_tokenizer(cfg, model), problems, cfg.prompt)
     with open_sampling(cfg) as sampling:
         metrics = evaluate_checkpoint(sampling, model, problems, prompts, eval_cfg=cfg.eval, sampling_cfg=cfg.sampling,
                                       verify_cfg=cfg.verify, out=samples_dir, seed=cfg.seed if seed is None else seed,

@@ -284,3 +284,20 @@ def test_two_iterations_with_a_served_lora_student(server, tmp_path, seed_model,
 def test_full_weight_student_on_a_server_is_refused(server, tmp_path, starloop_cache):
     with pytest.raises(ConfigError, match="enable train.lora"):
         _run(tmp_path, server, ["sampling.backend=openai", f"sampling.base_url={server}", f"sampling.served_model={NAME}"])
+
+
+def test_eval_command_on_a_served_model(server, tmp_path, starloop_cache, capsys):
+    """`starloop eval` of a model only the server knows (prompts rendered with model.path's tokenizer); a down
+    server is exit status 2 with one line."""
+    from starloop.loop.cli.main import main
+
+    sets = sum((["--set", o] for o in [*TINY_OVERRIDES, "sampling.backend=openai", f"sampling.base_url={server}"]), [])
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", NAME, *sets, "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == NAME and result["problems"] == 12 and 0.0 <= result["pass@1"] <= 1.0
+    capsys.readouterr()
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    assert main(["eval", "--model", NAME, *sets, "--set", f"sampling.base_url={down}", "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"no OpenAI-compatible server answers at {down}" in err

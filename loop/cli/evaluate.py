@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p = sub.add_parser("eval", parents=parents, help="evaluate a model on a config's held-out problems",
                        description="Greedy pass@1, sampled pass@k and maj@k of a model, as the loop's evaluate "
                                    "stage computes them.")
-    p.add_argument("--model", default=None, help="model directory or Hub id (default: the config's model.path)")
+    p.add_argument("--model", default=None, help="model directory or Hub id (default: the config's model.path); with "
+                        "sampling.backend=openai, the name the server serves, or a checkpoint whose LoRA adapter "
+                        "it loads")
     add_config_args(p)
     p.add_argument("--split", choices=["eval", "train"], default="eval", help="data.eval (default) or data.train")
     p.add_argument("--output", type=Path, default=None, help="write the metrics as JSON here")

@@ -8,11 +8,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from starloop.loop.api import load_inputs, open_sampling
+from starloop.loop.api import load_inputs, open_sampling, prompt_tokenizer
 from starloop.loop.cli.common import add_config_args
 from starloop.loop.fileio import write_jsonl
 from starloop.loop.records import GenParams, SampleRequest, sample_output_row
-from starloop.loop.runtime.models import LoadOptions, load_tokenizer
 from starloop.loop.runtime.prompts import problem_prompts
 
 log = logging.getLogger("starloop")
@@ -23,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                        description="Sample completions for a config's problems, in the format `starloop verify` "
                                    "reads.")
     add_config_args(p)
-    p.add_argument("--model", default=None, help="model directory or Hub id (default: the config's model.path)")
+    p.add_argument("--model", default=None, help="model directory or Hub id (default: the config's model.path); with "
+                        "sampling.backend=openai, the name the server serves, or a checkpoint whose LoRA adapter "
+                        "it loads")
     p.add_argument("--output", type=Path, required=True, help="JSONL file to write")
     p.add_argument("--split", choices=["train", "eval"], default="train", help="data.train (default) or data.eval")
     p.add_argument("--n", type=int, default=None, help="completions per problem (default: sampling.n)")
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"sampling.n={args.n}"] if args.n is not None else [])
     cfg, ds, problems, model = load_inputs(args.config, overrides, args.split, args.model)
     s = cfg.sampling
-    prompts = problem_prompts(load_tokenizer(model, LoadOptions.of(cfg.model)), problems, cfg.prompt)
+    prompts = problem_prompts(prompt_tokenizer(cfg, model), problems, cfg.prompt)
     params = GenParams(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=cfg.seed)
     log.info("sampling %d x %d completions from %s (%s %s)", len(problems), s.n, model, ds.source, ds.path or "")
     with open_sampling(cfg) as sampling:
