@@ -12,6 +12,7 @@ import pytest
 
 from starloop.loop.config import ConfigError, load_config
 from starloop.loop.driver import Driver
+from starloop.loop.errors import InputError
 from starloop.loop.records import GenParams, SampleRequest, sample_from_row, sample_to_row, sft_row
 from starloop.loop.runtime.artifacts import Artifacts
 from starloop.loop.runtime.context import RunContext, resolve_teacher
@@ -127,3 +128,13 @@ def test_teacher_for_the_first_iteration_then_the_student(tmp_path, tiny_overrid
     assert who("iter-001/sample/samples.jsonl") == {("teacher", tiny_model)}
     assert who("iter-002/sample/samples.jsonl") == {("student", str(root / "iter-001/train/model"))}
     assert who("iter-001/evaluate/greedy.jsonl") == {("student", str(root / "iter-001/train/model"))}
+
+
+def test_distillation_config_names_its_teacher(tmp_path):
+    """configs/distill.yaml's teacher is the last checkpoint of configs/distill-teacher.yaml's run; a teacher
+    folder that is missing is an error naming the key before any work."""
+    distill, teacher = load_config("configs/distill.yaml"), load_config("configs/distill-teacher.yaml")
+    assert distill.sampling.teacher.model == f"{teacher.runs_dir}/{teacher.name}/iter-{teacher.iterations:03d}/train/model"
+    assert distill.model == teacher.model
+    with pytest.raises(InputError, match="sampling.teacher.model: no such model folder: runs/distill-teacher/"):
+        resolve_teacher(distill)

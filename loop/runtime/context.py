@@ -12,7 +12,7 @@ from typing import Any
 from starloop.loop.config import ModelConfig, RunConfig, SamplingConfig
 from starloop.loop.errors import InputError
 from starloop.loop.runtime.artifacts import ADAPTER, Artifacts
-from starloop.loop.runtime.models import LoadOptions, load_tokenizer, resolve_model
+from starloop.loop.runtime.models import LoadOptions, check_model, load_tokenizer, resolve_model
 from starloop.loop.runtime.prompts import problem_prompts
 from starloop.loop.runtime.rundir import RunDir
 from starloop.loop.runtime.sampling import Sampling, isolate_phases, teacher_sampling
@@ -108,6 +108,9 @@ def resolve_teacher(cfg: RunConfig) -> tuple[str, SamplingConfig] | None:
         return None
     tcfg = teacher_sampling(cfg.sampling)
     if tcfg.backend == "openai":
+        return t.model, tcfg
+    if not t.model.startswith("builtin:"):
+        check_model(t.model, "sampling.teacher.model")
         return t.model, tcfg
     spec = ModelConfig(path=t.model, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
                        builtin_options=t.builtin_options)
