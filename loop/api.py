@@ -23,6 +23,7 @@ from starloop.loop.driver import Driver
 from starloop.loop.errors import InputError
 from starloop.loop.runtime.models import LoadOptions, check_model, load_tokenizer, resolve_model
 from starloop.loop.runtime.prompts import problem_prompts
+from starloop.loop.runtime.ray_executor import executor_for
 from starloop.loop.runtime.report import write_report
 from starloop.loop.runtime.sampling import Sampling, isolate_phases
 from starloop.loop.stages.evaluation import evaluate_model as evaluate_checkpoint
@@ -63,6 +64,7 @@ def open_sampling(cfg: RunConfig) -> Sampling:
     served = cfg.sampling.served_model
     return Sampling(cfg.sampling, engine_seed=cfg.seed, progress=cfg.runtime.progress,
                     isolate=isolate_phases(cfg.runtime.stage_processes), load=LoadOptions.of(cfg.model),
+                    executor=executor_for(cfg.runtime),
                     aliases={resolve_model(cfg.model, cfg.prompt, cfg.seed): served} if served else None)
 
 

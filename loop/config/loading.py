@@ -31,6 +31,7 @@ from starloop.loop.config.schema import (
     OpenSection,
     PairsConfig,
     RunConfig,
+    RuntimeConfig,
     SamplingConfig,
     TeacherConfig,
     TrainConfig,
@@ -321,7 +322,19 @@ def _check_verify(v: VerifyConfig) -> None:
             raise ConfigError(f"verify.options.{name}: {exc}") from None
 
 
-_CHECKS: dict[str, Callable[[Any], None]] = {"pairs": _check_pairs, "train": _check_train, "verify": _check_verify}
+def _check_runtime(r: RuntimeConfig) -> None:
+    if r.ray_address is None:
+        return
+    if r.executor != "ray":
+        raise ConfigError(f"runtime.ray_address={r.ray_address} is set but runtime.executor={r.executor}; "
+                          f"set runtime.executor=ray to sample on that cluster")
+    if r.ray_address != "auto" and not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}", r.ray_address):
+        raise ConfigError(f"runtime.ray_address: expected auto or HOST:PORT (the Ray head's address), "
+                          f"got {r.ray_address!r}")
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {"pairs": _check_pairs, "train": _check_train, "verify": _check_verify,
+                                             "runtime": _check_runtime}
 
 
 def validate(cfg: RunConfig) -> None:

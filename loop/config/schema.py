@@ -335,6 +335,13 @@ class RuntimeConfig:
     report_to: list[str] = field(default_factory=list)
     """Experiment trackers (tensorboard, wandb, or all) for each iteration's metrics and stage stats, one
     tracker run per starloop run with the iteration as its step."""
+    executor: Literal["local", "ray"] = "local"
+    """Where sampler replicas (``sampling.data_parallel_size``) and isolated sampling phases run: local = child
+    processes on this machine; ray = tasks on the Ray cluster at ``ray_address``, spread over its nodes, each
+    with ``sampling.tensor_parallel_size`` GPUs (the run directory must be on a filesystem all nodes see)."""
+    ray_address: str | None = None
+    """The Ray cluster's head, ``HOST:PORT`` as ``ray start --head --port`` was given; null = ``$RAY_ADDRESS``,
+    else ``auto`` (the cluster ``ray start`` started on this machine)."""
 
 
 @dataclass

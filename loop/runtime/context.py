@@ -14,6 +14,7 @@ from starloop.loop.errors import InputError
 from starloop.loop.runtime.artifacts import ADAPTER, Artifacts
 from starloop.loop.runtime.models import LoadOptions, check_model, load_tokenizer, resolve_model
 from starloop.loop.runtime.prompts import problem_prompts
+from starloop.loop.runtime.ray_executor import executor_for
 from starloop.loop.runtime.rundir import RunDir
 from starloop.loop.runtime.sampling import Sampling, isolate_phases, teacher_sampling
 from starloop.loop.runtime.seeds import Purpose, stage_seed
@@ -61,6 +62,7 @@ class RunContext:
         served = cfg.sampling.served_model
         sampling = Sampling(cfg.sampling, engine_seed=cfg.seed, isolate=isolate, progress=cfg.runtime.progress,
                             parts=lambda key: rd.parts("shards", key), load=load, teacher=teacher,
+                            executor=executor_for(cfg.runtime),
                             aliases={base: served} if served else None)
         with sampling:
             yield cls(cfg, rd, Artifacts(rd), train, held_out, {p.id: p for p in [*train, *held_out]}, base,

@@ -10,9 +10,10 @@ torchrun that starts it once per rank), calls the function and writes its return
 ``<name>.error``. With ``log=True`` the child's stdout and stderr go to ``<name>.log``, else to
 the parent's terminal.
 
-Where a child runs is the executor's business: :class:`LocalExecutor` starts it on this machine.
-Another executor (a cluster engine) implements ``start(job) -> handle``, the handle having
-``wait() -> exit code`` and ``kill()``; the stages never see which one runs their jobs.
+Where a child runs is the executor's business: :class:`LocalExecutor` starts it on this machine,
+``ray_executor.RayExecutor`` on a node of a Ray cluster (``runtime.executor``). An executor implements
+``start(job) -> handle``, the handle having ``wait() -> exit code``, ``poll()`` and ``kill()``; the
+stages never see which one runs their jobs.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class ChildJob:
     """Builds the command line from the child entry's argv (``-m ENTRY SPEC``): a launcher wraps it."""
     log: bool = False
     """Send the child's output to ``<name>.log`` instead of the terminal."""
+    gpus: int = 0
+    """GPUs the child needs: a remote executor reserves them on the node it picks (a local child's come from
+    ``env``)."""
 
     def path(self, suffix: str) -> Path:
         return Path(self.dir) / f"{self.name}{suffix}"
@@ -88,11 +92,17 @@ class Handle(Protocol):
 
 
 class Executor(Protocol):
+    remote: bool
+    """Jobs may run on other machines: their files must be on a filesystem those see, and the executor, not
+    the job's ``env``, gives each its devices (``ChildJob.gpus``)."""
+
     def start(self, job: ChildJob) -> Handle: ...
 
 
 class LocalExecutor:
     """Start each job as a subprocess of this process."""
+
+    remote = False
 
     def start(self, job: ChildJob) -> Handle:
         env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}

@@ -126,6 +126,12 @@ class Sampling:
             self._live.close()
             self._live, self._live_key = None, None
 
+    def _scratch(self, prefix: str) -> tempfile.TemporaryDirectory:
+        """A temporary folder for child jobs outside a run: in the working directory when they may run on other
+        machines (a remote executor's nodes see it on a shared filesystem), else the system's."""
+        remote = self.executor is not None and self.executor.remote
+        return tempfile.TemporaryDirectory(prefix=prefix, dir=Path.cwd() if remote else None)
+
     def route(self, request: SampleRequest) -> tuple[SamplingConfig, SampleRequest]:
         """The config that samples ``request`` (the teacher's for the teacher's model), and the request with its
         sampler role set."""
@@ -150,14 +156,14 @@ class Sampling:
                 return shards.sample_sharded(request, cfg, self.engine_seed, self.parts(key), self.shard_fn,
                                              executor=self.executor, load=self.load,
                                              progress=self.progress)
-            with tempfile.TemporaryDirectory(prefix="starloop-shards-") as tmp:  # outside a run: nothing to resume
+            with self._scratch("starloop-shards-") as tmp:  # outside a run: nothing to resume
                 return shards.sample_sharded(request, cfg, self.engine_seed, Parts(tmp), self.shard_fn,
                                              executor=self.executor, load=self.load,
                                              progress=self.progress)
         if self.isolate:
             self.release()
-            with tempfile.TemporaryDirectory(prefix="starloop-sample-") as tmp:
+            with self._scratch("starloop-sample-") as tmp:
                 job = ChildJob(sample_here, (cfg, self.engine_seed, request, self.progress, self.load), Path(tmp),
-                               "sample")
+                               "sample", gpus=cfg.tensor_parallel_size)
                 return run_job(job, self.executor)
         return draw(self.engine(request.model, cfg), request, self.progress)

@@ -4,7 +4,8 @@
 ``sampling.tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES`` set per replica; on CPU the
 cores are split between replicas), through the child-process runner
 (``starloop.loop.runtime.processes``): every replica is a fresh process, so all accelerator
-memory is free again when it exits.
+memory is free again when it exits. With a remote executor (``runtime.executor: ray``) the replicas
+run on the nodes of a cluster, which gives each its GPUs.
 
 Each shard's samples are written to its part file (``<run dir>/shards/<digest>/shard-NN.jsonl``
 in a run) as soon as that replica finishes; the folder is named by a digest of everything the
@@ -191,9 +192,11 @@ def sample_sharded(request: SampleRequest, cfg: SamplingConfig, engine_seed: int
     """
     bounds = _bounds(cfg, len(request.problems))
     names = [f"shard-{i:02d}" for i in range(len(bounds))]
-    envs = replica_env(len(bounds), cfg.tensor_parallel_size)
+    remote = executor is not None and executor.remote
+    envs = [{} for _ in bounds] if remote else replica_env(len(bounds), cfg.tensor_parallel_size)
     jobs = [ChildJob(shard_fn, (cfg, engine_seed, request.part(a, b), str(parts.path(name)), load), parts.dir, name,
-                     env=envs[i], log=True) for i, (name, (a, b)) in enumerate(zip(names, bounds, strict=True))]
+                     env=envs[i], log=True, gpus=cfg.tensor_parallel_size)
+            for i, (name, (a, b)) in enumerate(zip(names, bounds, strict=True))]
     pending = [i for i, name in enumerate(names) if not parts.done(name)]
     log.info("sampling %d problems on %d replicas (%d shard(s) already done) in %s", len(request.problems),
              len(bounds), len(bounds) - len(pending), parts.dir)
