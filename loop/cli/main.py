@@ -49,7 +49,7 @@ INTERRUPTED = "interrupted; finished stages are kept, rerun the same command to 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="%H:%M:%S",
                         handlers=[RichHandler(rich_tracebacks=False, show_path=False)])
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "vllm"):
+    for noisy in ("httpx", "httpx2", "urllib3", "filelock", "datasets", "vllm"):  # httpx2: the openai client's
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
