@@ -273,6 +273,30 @@ def test_a_replica_killed_mid_shard_is_retried_and_the_samples_are_the_same(clus
     _assert_loopback_only(cluster.namespace)
 
 
+def test_killing_a_handle_ends_its_command(cluster, tmp_path):
+    """What an interrupted run does to the replicas still running: their tasks are cancelled and their
+    commands killed."""
+    import pickle
+
+    from starloop.loop.runtime.processes import ChildJob
+    from starloop.loop.runtime.ray_executor import FAILED
+
+    job = ChildJob(time.sleep, (600,), tmp_path, "sleeper", log=True)
+    job.spec.write_bytes(pickle.dumps((job.fn, job.args)))
+    handle = cluster.executor.start(job)
+    deadline, child = time.monotonic() + 120, None
+    while child is None and time.monotonic() < deadline:
+        child = next((p for p in _namespace_processes(cluster.namespace)
+                      if str(job.spec) in " ".join(p.cmdline())), None)
+        time.sleep(0.2)
+    assert child is not None and handle.poll() is None
+    handle.kill()
+    assert handle.wait() == FAILED
+    psutil.wait_procs([child], timeout=10)
+    assert not child.is_running()
+    assert "TaskCancelledError" in job.log_file.read_text()
+
+
 def test_an_address_without_a_cluster_is_a_one_line_error(cluster, tiny_model, tmp_path):
     with socket.socket() as s:  # a port of the namespace that nothing listens on
         s.bind(("127.0.0.1", 0))
