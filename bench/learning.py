@@ -7,7 +7,8 @@
 A suite is a list of variants, each a config and extra ``--set`` overrides, and a reference
 variant. Suite ``demo``: ``sft`` (configs/demo.yaml, the loop), ``control`` (the matched control:
 same training steps on the seed data alone), ``no_rationalization``, ``unfiltered`` (no verifier
-filter), from configs/ablations/. Suite ``code``: configs/demo-code.yaml (see SUITES).
+filter), from configs/ablations/, and ``adaptive`` (the loop with ``sampling.adaptive``, capped at
+``sampling.n`` samples per problem). Suite ``code``: configs/demo-code.yaml (see SUITES).
 
 Each run is a subprocess,
 
@@ -41,7 +42,7 @@ cached (``$STARLOOP_CACHE``; measured: about 65 s per iteration of ``sft``, samp
 training 15 s of it, plus about 20 s of start-up per invocation); the seed model's build, about
 4 minutes, happens once per cache. The control is faster (it samples 8 problems per iteration:
 about 25 s per iteration). ``--eval-size 1000`` adds about 15 s per evaluation, 2-3 minutes per
-run. 4 variants x 3 seeds: about 2-2.5 hours. The load average is printed at the start and the
+run. 5 variants x 3 seeds: about 2.5-3 hours. The load average is printed at the start and the
 end: on a shared machine other work slows every number.
 """
 
@@ -86,6 +87,8 @@ SUITES = {
         Variant("control", "configs/ablations/control.yaml"),
         Variant("no_rationalization", "configs/ablations/no_rationalization.yaml"),
         Variant("unfiltered", "configs/ablations/unfiltered.yaml"),
+        # Adaptive sampling that only stops early (cap = sampling.n): fewer samples, same pass@1?
+        Variant("adaptive", "configs/demo.yaml", ("sampling.adaptive.enabled=true", "sampling.adaptive.max_per_problem=8")),
     ), eval_size_key="data.eval.options.per_level"),
     # ------------------------------------------------------------------------------------------
     # Suite `code`: the code demo (configs/demo-code.yaml). Add its ablations here as variants
