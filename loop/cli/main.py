@@ -47,8 +47,13 @@ INTERRUPTED = "interrupted; finished stages are kept, rerun the same command to 
 
 
 def _setup_logging(verbose: bool) -> None:
+    if sys.stdout.isatty():
+        handler: logging.Handler = RichHandler(rich_tracebacks=False, show_path=False)
+    else:  # a pipe or a file: one plain line per record (rich would wrap them at 80 columns)
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="%H:%M:%S",
-                        handlers=[RichHandler(rich_tracebacks=False, show_path=False)])
+                        handlers=[handler])
     for noisy in ("httpx", "httpx2", "urllib3", "filelock", "datasets", "vllm"):  # httpx2: the openai client's
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

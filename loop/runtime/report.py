@@ -330,7 +330,8 @@ def plot_data(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.set_ylabel("SFT rows")
     if its:
         ax.set_ylim(0, max(1.0, top) * 1.3)  # room for the legends above the bars
-        ax.legend(fontsize="small", loc="upper left")
+        if ax.get_legend_handles_labels()[0]:  # no bars when every SFT set was empty
+            ax.legend(fontsize="small", loc="upper left")
         d2 = [(r["iteration"], r["distinct_2"]) for r in sub if r["distinct_2"] is not None]
         if d2:
             ax2 = ax.twinx()
