@@ -184,6 +184,7 @@ PAIR_COLUMNS: dict[str, str] = {
     "rejected_temperature": "float64",
     "chosen_seed": "int64",
     "rejected_seed": "int64",
+    "chosen_hinted": "bool",
 }
 
 
@@ -217,6 +218,7 @@ def pair_row(chosen: Sample, rejected: Sample, strategy: str) -> dict[str, Any]:
         "rejected_temperature": rejected.temperature,
         "chosen_seed": chosen.seed,
         "rejected_seed": rejected.seed,
+        "chosen_hinted": chosen.hinted,  # a STaR rationale (written with the answer as a hint)
     }
 
 

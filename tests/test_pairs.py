@@ -320,3 +320,24 @@ def test_prompt_pairs_do_not_depend_on_other_prompts():
     alone, _ = build_pairs(a, per_prompt=2, seed=4)
     together, _ = build_pairs(b + a, per_prompt=2, seed=4)
     assert [r for r in together if r["problem_id"] == "a"] == alone
+
+
+def test_rationales_are_chosen_only_for_problems_without_an_own_verified_sample():
+    from starloop.loop.stages.pairs import with_rationales
+
+    verified = [C("solved", "own right", "ok"), C("solved", "own wrong", "wrong"),
+                C("failed", "wrong 1", "wrong"), C("failed", "wrong 2", "wrong")]
+    rationale = C("failed", "verified rationale", "ok")
+    rationale.hinted = True
+    spare = C("solved", "a second rationale", "ok")
+    spare.hinted = True
+    wrong_rationale = C("other", "unverified", "wrong")
+    candidates, rescued = with_rationales(verified, [rationale, spare, wrong_rationale])
+    assert rescued == 1 and candidates == [*verified, rationale]
+    rows, st = build_pairs(candidates, per_prompt=2, seed=0)
+    failed = [r for r in rows if r["problem_id"] == "failed"]
+    assert len(failed) == 2 and {r["chosen"] for r in failed} == {"verified rationale"}
+    assert {r["rejected"] for r in failed} == {"wrong 1", "wrong 2"} and all(r["chosen_hinted"] for r in failed)
+    assert not any(r["chosen_hinted"] for r in rows if r["problem_id"] == "solved")
+    # without the option the failed problem gives no pair
+    assert {r["problem_id"] for r in build_pairs(verified, per_prompt=2, seed=0)[0]} == {"solved"}

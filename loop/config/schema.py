@@ -207,6 +207,10 @@ class PairsConfig:
     per_prompt: int = 2
     exclude_truncated: bool = True
     """Never use a truncated completion as the rejected one (a truncated completion is not a wrong one)."""
+    rationales_as_chosen: bool = False
+    """For a problem none of whose own samples was verified, use the rationalize stage's verified
+    rationales (stored under the hint-free prompt) as the chosen side against its failed samples:
+    the problems the model cannot yet solve then give pairs too."""
 
 
 @dataclass

@@ -187,14 +187,27 @@ def no_pairs_message(stats: Mapping[str, Any]) -> str:
     )
 
 
+def with_rationales(verified: Sequence[Sample], rationales: Sequence[Sample]) -> tuple[list[Sample], int]:
+    """``verified`` plus the rationales of problems none of whose own samples is correct (the STaR
+    rationales are stored under the hint-free prompt, so they group with the failed samples), and
+    how many problems gained a chosen side that way."""
+    solved = {s.problem_id for s in verified if s.verdict is not None and s.verdict.correct}
+    extra = [r for r in rationales if r.problem_id not in solved and r.verdict is not None and r.verdict.correct]
+    return [*verified, *extra], len({r.problem_id for r in extra})
+
+
 def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     p = ctx.cfg.pairs
-    rows, stats = build_pairs(ctx.files.verified(it), strategy=p.strategy, per_prompt=p.per_prompt,
+    candidates, rescued = ctx.files.verified(it), 0
+    if p.rationales_as_chosen:
+        candidates, rescued = with_rationales(candidates, ctx.files.rationales(it))
+    rows, stats = build_pairs(candidates, strategy=p.strategy, per_prompt=p.per_prompt,
                               exclude_truncated=p.exclude_truncated, seed=ctx.seed("pairs", it))
+    stats["problems_chosen_from_rationales"] = rescued
     ctx.files.write_rows(out, "pairs", rows)
-    log.info("pairs: %d pairs from %d of %d prompts (%s)", len(rows), stats["prompts_with_pairs"], stats["prompts"],
-             p.strategy)
+    log.info("pairs: %d pairs from %d of %d prompts (%s%s)", len(rows), stats["prompts_with_pairs"], stats["prompts"],
+             p.strategy, f", {rescued} problems with a rationale as chosen" if p.rationales_as_chosen else "")
     return stats
 
 
-STAGE = Stage("pairs", run, needs=("verify",))
+STAGE = Stage("pairs", run, needs=("verify", "rationalize"))
