@@ -27,7 +27,9 @@ Written after the runs (or with ``--report-only``, from the run directories alon
 - ``OUT/learning.json``: per suite (merged with other suites' results), per variant and seed, the
   pass@1 curve, final pass@1 and the mean over the last 3 iterations, wall seconds (this bench's
   invocations of the run, from ``OUT/learning/SUITE/invocations.jsonl``; and the stages' own sum),
-  samples drawn (sample + rationalize stages; the evaluation's are not counted), and the comparisons;
+  samples drawn (sample + rationalize stages; the evaluation's are not counted), distinct train
+  problems solved by unhinted sampling over all iterations, failed problems rescued by STaR
+  rationalization per iteration, and the comparisons;
 - ``OUT/learning.md``: the same as tables, every suite in the JSON;
 - ``OUT/learning.png`` (suite demo; other suites ``learning-SUITE.png``): every variant's mean curve
   over seeds with a min-max band (``starloop report --compare``'s plot).
@@ -89,6 +91,13 @@ SUITES = {
         Variant("unfiltered", "configs/ablations/unfiltered.yaml"),
         # Adaptive sampling that only stops early (cap = sampling.n): fewer samples, same pass@1?
         Variant("adaptive", "configs/demo.yaml", ("sampling.adaptive.enabled=true", "sampling.adaptive.max_per_problem=8")),
+        # Preference training on verified pairs (pairs stage): after SFT, DPO or DPO + NLL (Iterative
+        # RPO); DPO + NLL alone; and RPO whose pairs also take STaR rationales as the chosen side for
+        # problems the model did not solve itself.
+        Variant("sft_dpo", "configs/ablations/sft_dpo.yaml"),
+        Variant("sft_rpo", "configs/ablations/sft_rpo.yaml"),
+        Variant("rpo_only", "configs/ablations/rpo_only.yaml"),
+        Variant("sft_rpo_rationales", "configs/ablations/sft_rpo.yaml", ("pairs.rationales_as_chosen=true",)),
     ), eval_size_key="data.eval.options.per_level"),
     # ------------------------------------------------------------------------------------------
     # Suite `code`: the code demo (configs/demo-code.yaml). Add its ablations here as variants
@@ -152,6 +161,29 @@ def samples_drawn(root: Path) -> int:
         int(v.get("hinted_samples") or 0) for k, v in stages.items() if k.endswith("/rationalize"))
 
 
+def solved_train_problems(root: Path) -> int:
+    """Distinct train problems solved by unhinted sampling (a verified sample of the sample stage), over all
+    iterations so far: how much of the pool the loop has learned to solve on its own."""
+    solved: set[str] = set()
+    for path in sorted(root.glob("iter-*/verify/verified.jsonl")):
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                if (row.get("verdict") or {}).get("correct") and not row.get("hinted"):
+                    solved.add(row["problem_id"])
+    return len(solved)
+
+
+def rescued_per_iteration(root: Path) -> dict[str, int]:
+    """Failed problems STaR rationalization rescued (a verified rationale kept), per iteration."""
+    path = root / "manifest.json"
+    if not path.is_file():
+        return {}
+    stages = json.loads(path.read_text(encoding="utf-8")).get("stages", {})
+    return {k.split("/")[0].removeprefix("iter-").lstrip("0") or "0": int(v.get("rationalized_problems") or 0)
+            for k, v in sorted(stages.items()) if k.endswith("/rationalize")}
+
+
 def stage_seconds(root: Path) -> float:
     path = root / "manifest.json"
     if not path.is_file():
@@ -177,6 +209,7 @@ def summarise_run(root: Path, iterations: int, calls: list[dict[str, Any]]) -> d
             "last3_mean": round(100 * lm, 2) if lm is not None else None,
             "wall_s": round(sum(c["seconds"] for c in calls), 1) if calls else None, "invocations": len(calls),
             "stage_s": round(stage_seconds(root), 1), "samples_drawn": samples_drawn(root),
+            "solved_train": solved_train_problems(root), "rescued": rescued_per_iteration(root),
             "eval_problems": max((r.get("problems") or 0 for r in metrics_rows(root)), default=None)}
 
 
@@ -187,8 +220,11 @@ def paired_differences(variant: dict[str, dict[str, Any]], reference: dict[str, 
                 if s in reference and r["complete"] and reference[s]["complete"]
                 and r["last3_mean"] is not None and reference[s]["last3_mean"] is not None}
     vals = list(per_seed.values())
+    ratios = [variant[s]["solved_train"] / reference[s]["solved_train"] for s in per_seed
+              if variant[s].get("solved_train") is not None and reference[s].get("solved_train")]
     return {"per_seed": per_seed, "n": len(vals), "mean": round(statistics.fmean(vals), 2) if vals else None,
-            "min": min(vals, default=None), "max": max(vals, default=None)}
+            "min": min(vals, default=None), "max": max(vals, default=None),
+            "solved_train_ratio": round(statistics.fmean(ratios), 3) if ratios else None}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,21 +340,24 @@ def _cell(v: Any, fmt: str = "{:.1f}") -> str:
 
 def run_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["variant", "seed", "iterations", "start %", "final %", f"last-{LAST} mean %", "wall s", "stage s",
-              "samples drawn"]
+              "samples drawn", "train solved", "rescued by STaR"]
     body = []
     for name, d in result["variants"].items():
         for s, r in d["seeds"].items():
             its = list(r["curve"])
             body.append([name, s, f"{its[-1] if its else '-'}{'' if r['complete'] else ' (partial)'}",
                          _cell(r["curve"].get("0")), _cell(r["final"]), _cell(r["last3_mean"]),
-                         _cell(r["wall_s"], "{:.0f}"), _cell(r["stage_s"], "{:.0f}"), str(r["samples_drawn"])])
+                         _cell(r["wall_s"], "{:.0f}"), _cell(r["stage_s"], "{:.0f}"), str(r["samples_drawn"]),
+                         str(r.get("solved_train", "-")), " ".join(map(str, r.get("rescued", {}).values())) or "-"])
     return header, body
 
 
 def comparison_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["variant", f"vs {result['reference']}", "pairs", "mean diff (points)", "min", "max", "per seed"]
+    header = ["variant", f"vs {result['reference']}", "pairs", "mean diff (points)", "min", "max", "per seed",
+              "train solved ratio"]
     body = [[name, result["reference"], str(c["n"]), _cell(c["mean"], "{:+.1f}"), _cell(c["min"], "{:+.1f}"),
-             _cell(c["max"], "{:+.1f}"), ", ".join(f"seed {s}: {d:+.1f}" for s, d in c["per_seed"].items()) or "-"]
+             _cell(c["max"], "{:+.1f}"), ", ".join(f"seed {s}: {d:+.1f}" for s, d in c["per_seed"].items()) or "-",
+             _cell(c.get("solved_train_ratio"), "{:.2f}")]
             for name, c in result["comparisons"].items()]
     return header, body
 

@@ -30,7 +30,15 @@ def fake_run(root: Path, curve: list[float], config: Path = DEMO, overrides: tup
     for it, p1 in enumerate(curve):
         if it:
             stages[f"iter-{it:03d}/sample"] = {"problems": 10, "samples": samples, "seconds": 5.0}
-            stages[f"iter-{it:03d}/rationalize"] = {"hinted_samples": 7, "rationalized": 1, "seconds": 1.0}
+            stages[f"iter-{it:03d}/rationalize"] = {"hinted_samples": 7, "rationalized": 1, "rationalized_problems": it,
+                                                    "seconds": 1.0}
+            verify = root / f"iter-{it:03d}" / "verify"
+            verify.mkdir(parents=True)
+            rows_v = [{"problem_id": f"p{it}", "verdict": {"correct": True}, "hinted": False},
+                      {"problem_id": "p1", "verdict": {"correct": True}, "hinted": False},
+                      {"problem_id": "never", "verdict": {"correct": False}, "hinted": False},
+                      {"problem_id": "hinted-only", "verdict": {"correct": True}, "hinted": True}]
+            (verify / "verified.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_v))
         stages[f"iter-{it:03d}/evaluate"] = {"pass@1": p1, "pass@k": {"1": p1, "2": p1}, "seconds": 2.0}
         rows.append({"iteration": it, "problems": 200, "pass@1": p1, "pass@k": {"1": p1, "2": p1},
                      "maj@k": {"1": p1, "2": p1}, "reasons": {"ok": p1, "wrong": 1 - p1}})
@@ -164,18 +172,22 @@ def test_run_state_and_statistics(bench, tmp_path):
     r = bench.summarise_run(done, 4, [{"seconds": 10.0}, {"seconds": 5.5}])
     assert r["complete"] and r["final"] == 50.0 and r["last3_mean"] == 40.0 and r["wall_s"] == 15.5
     assert r["curve"] == {"0": 10.0, "1": 20.0, "2": 30.0, "3": 40.0, "4": 50.0} and r["invocations"] == 2
+    # distinct train problems solved unhinted over all iterations (p1..p4), STaR's rescues per iteration
+    assert r["solved_train"] == 4 and r["rescued"] == {"1": 1, "2": 2, "3": 3, "4": 4}
 
 
 def test_paired_differences(bench):
-    def run(last3, complete=True):
-        return {"last3_mean": last3, "complete": complete}
+    def run(last3, complete=True, solved=100):
+        return {"last3_mean": last3, "complete": complete, "solved_train": solved}
 
     ref = {"0": run(60.0), "1": run(50.0), "2": run(55.0), "3": run(40.0, complete=False)}
-    var = {"0": run(30.0), "1": run(35.0), "2": run(20.0), "3": run(10.0), "4": run(1.0)}
+    var = {"0": run(30.0, solved=150), "1": run(35.0), "2": run(20.0, solved=50), "3": run(10.0), "4": run(1.0)}
     d = bench.paired_differences(var, ref)
     assert d["per_seed"] == {"0": -30.0, "1": -15.0, "2": -35.0}  # seed 3 incomplete, seed 4 unpaired
     assert d["n"] == 3 and d["mean"] == pytest.approx(-26.67) and d["min"] == -35.0 and d["max"] == -15.0
-    assert bench.paired_differences({}, ref) == {"per_seed": {}, "n": 0, "mean": None, "min": None, "max": None}
+    assert d["solved_train_ratio"] == 1.0  # mean of 1.5, 1.0, 0.5
+    assert bench.paired_differences({}, ref) == {"per_seed": {}, "n": 0, "mean": None, "min": None, "max": None,
+                                                 "solved_train_ratio": None}
 
 
 def test_finished_runs_are_skipped_and_partial_ones_resumed(bench, tmp_path, monkeypatch, capsys):
