@@ -135,6 +135,12 @@ def test_ablations_are_the_demo_plus_their_differences():
         cfg = load_config(f"configs/ablations/{name}.yaml").to_dict()
         keys = {d.split(":")[0] for d in diff_configs(demo, cfg)}
         assert keys == changed, name
+    for name in ("sft_dpo", "sft_rpo", "rpo_only"):  # preference training: only the trainer and the pairs change
+        cfg = load_config(f"configs/ablations/{name}.yaml")
+        keys = {d.split(":")[0] for d in diff_configs(demo, cfg.to_dict())}
+        assert keys - {"name"} and all(k.startswith(("train.", "pairs.")) for k in keys - {"name"}), name
+        assert cfg.train.dpo.enabled and cfg.train.sft.enabled == (name != "rpo_only")
+        assert ("sft" in cfg.train.dpo.args["loss_type"]) == (name != "sft_dpo")
 
 
 def test_shipped_configs_are_found_from_anywhere(tmp_path):
