@@ -6,7 +6,7 @@ from starloop.loop.config import RationalizeConfig, SelectConfig
 from starloop.loop.records import Sample
 from starloop.loop.runtime.text import distinct_n
 from starloop.loop.stages.evaluation import maj_at_k, pass_at_k, summarize
-from starloop.loop.stages.rationalize import failed_problems, keep_rationales, restates_hint
+from starloop.loop.stages.rationalize import failed_problems, keep_rationales, restates_hint, template_phrases
 from starloop.loop.stages.selection import mix, select_traces
 from starloop.verifiers.records import Problem, Verdict
 
@@ -84,6 +84,13 @@ def test_restates_hint():
     assert restates_hint("#### 42", "42")
     assert restates_hint("As the hint says, 42.", "42")
     assert not restates_hint("=40+2\n=42\n#### 42", "42")
+    # the template's own wording leaks into the rationale: rejected
+    template = "{prompt} (Given: the result equals {answer}.)"
+    assert template_phrases(template) == ["Given: the result equals"]
+    assert restates_hint("=40+2 given: the result equals 42\n#### 42", "42", template)
+    assert not restates_hint("=40+2\n=42\n#### 42", "42", template)
+    assert template_phrases("({answer}) {prompt}") == [] and template_phrases(RationalizeConfig.hint_template) == [
+        "Hint: the answer is"]
 
 
 def test_failed_problems():

@@ -34,9 +34,19 @@ def hinted_text(problem: Problem, cfg: RationalizeConfig) -> str:
     return cfg.hint_template.format(prompt=problem.prompt, answer=problem.answer)
 
 
-def restates_hint(completion: str, answer: str) -> bool:
-    """True if the completion leans on the hint instead of reasoning to the answer."""
-    if "hint" in completion.lower():
+def template_phrases(template: str) -> list[str]:
+    """The hint template's own wording: its literal text between the placeholders, trimmed of spaces and
+    punctuation, where it has a letter (``"{prompt} (Hint: the answer is {answer}.)"`` -> ``["Hint: the
+    answer is"]``; a template of punctuation only, like ``"({answer}) {prompt}"``, has none)."""
+    parts = re.split(r"\{[^{}]*\}", template)
+    return [t for t in (p.strip(" \t\n()[].,;:") for p in parts) if re.search(r"[A-Za-z]", t)]
+
+
+def restates_hint(completion: str, answer: str, template: str = "") -> bool:
+    """True if the completion leans on the hint instead of reasoning to the answer: it speaks of a hint,
+    repeats the hint template's wording, or has no reasoning besides the answer."""
+    low = completion.lower()
+    if "hint" in low or any(p.lower() in low for p in template_phrases(template)):
         return True
     reasoning = _ANSWER_LINE.sub("", completion)
     if answer:
@@ -52,7 +62,8 @@ def keep_rationales(
     for s in hinted:
         if not s.correct:
             continue
-        if cfg.reject_restated_hint and restates_hint(s.completion, problems[s.problem_id].answer or ""):
+        if cfg.reject_restated_hint and restates_hint(s.completion, problems[s.problem_id].answer or "",
+                                                      cfg.hint_template):
             restated += 1
             continue
         s.prompt = plain_prompts[s.problem_id]
