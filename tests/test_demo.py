@@ -69,3 +69,34 @@ def test_demo_seed_model_is_a_fixed_starting_point_whose_seed_set_is_replayed():
     eval_problems = arithmetic(cfg.data.eval, cfg.seed)
     assert [p.prompt for p in eval_problems] != [p.prompt for p in arithmetic(cfg.data.eval, 0)]
     assert not {p.prompt for p in eval_problems} & set(seeds)
+
+
+def test_validation_chains_are_held_out_from_the_seed_rows():
+    from starloop.loop.demo.seed_model import validation_rows
+
+    opts = SeedModelOptions(seed_levels={"2": 30, "3": 40}, validation_size=25)
+    val = validation_rows(opts, 0)
+    assert len(val) == 25 and {r["level"] for r in val} == {3}
+    assert not {r["expr"] for r in val} & {r["expr"] for r in seed_rows(opts, 0)}
+
+
+TINY_BUILD = {"seed_levels": {"2": 200}, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "epochs": 2, "batch_size": 32, "validation_size": 20, "check_every": 3}
+
+
+@pytest.mark.parametrize("target", [0.0, 1.01])
+def test_seed_build_stops_at_the_target_accuracy(tmp_path, target, caplog):
+    """The build checks greedy accuracy on held-out chains every `check_every` steps and stops once it
+    reaches the target (0: at the first check); a target never reached trains every epoch and says so."""
+    from starloop.loop.config import PromptConfig
+    from starloop.loop.demo.seed_model import build_seed_model
+
+    model = build_seed_model({**TINY_BUILD, "target_accuracy": target}, PromptConfig(answer_format=False), tmp_path, 0)
+    info = json.loads((model.parent / "seed_build.json").read_text())["train"]
+    checks = info["validation_accuracy"]
+    assert all(0.0 <= acc <= 1.0 for _, acc in checks)
+    if target == 0.0:
+        assert info["stopped_at_step"] == 3 and info["steps"] == 3 and [s for s, _ in checks] == [3]
+    else:
+        assert info["stopped_at_step"] is None and info["steps"] == 14  # 2 epochs of 200 rows, batch 32
+        assert [s for s, _ in checks] == [3, 6, 9, 12] and "never reached" in caplog.text

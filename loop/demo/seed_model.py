@@ -46,6 +46,13 @@ class SeedModelOptions:
     the full worked rationale, never with the answer alone."""
     hint_template: str = RationalizeConfig.hint_template
     """Must match ``rationalize.hint_template`` of the runs that use this model."""
+    target_accuracy: float | None = None
+    """Stop training once greedy accuracy on held-out seed-split chains of the highest seed level reaches this
+    share (checked every ``check_every`` steps; see ``target_stop``): the seed model's strength is then
+    set by the recipe, not by the luck of its seed. None: train all ``epochs``."""
+    validation_size: int = 200
+    """Held-out seed-split chains of the highest level for ``target_accuracy`` (never trained on)."""
+    check_every: int = 10
     seed: int | None = None
     """Seed of the build (which seed problems, initial weights, data order); None = the run's seed.
     Fixing it makes the seed model a fixed starting point, like a pretrained base model, that
@@ -63,6 +70,29 @@ def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
                         len(got), count)
         rows += got
     return rows
+
+
+def validation_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
+    """``validation_size`` seed-split chains of the highest seed level that the seed rows do not contain (the
+    same draw, continued past the rows trained on)."""
+    level, count = max(((int(k), v) for k, v in opts.seed_levels.items()))
+    o = ArithmeticOptions(split="seed", levels=[level], per_level=count + opts.validation_size,
+                          max_operand=opts.max_operand)
+    return generate(o, seed, at_most=True)[count:]
+
+
+def stop_callbacks(opts: SeedModelOptions, seed: int, init_dir: Path, prompt_cfg: PromptConfig) -> list[Any]:
+    """The early stop at ``target_accuracy`` (none without one)."""
+    if opts.target_accuracy is None:
+        return []
+    from transformers import AutoTokenizer  # heavy: deferred
+
+    from starloop.loop.demo.target_stop import Probe, StopAtAccuracy  # heavy (transformers): deferred
+
+    tok = AutoTokenizer.from_pretrained(init_dir)
+    rows = validation_rows(opts, seed)
+    probe = Probe([render_prompt(tok, r["expr"], prompt_cfg) for r in rows], [r["rationale"] for r in rows])
+    return [StopAtAccuracy(probe, tok, opts.target_accuracy, check_every=opts.check_every)]
 
 
 def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -> list[tuple[str, dict[str, Any]]]:
@@ -106,7 +136,14 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
             for text, r in hinted_rows(opts, rows, seed)]
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    stats = train_sft(str(init_dir), sft, train_config(opts, seed), partial)
+    callbacks = stop_callbacks(opts, seed, init_dir, prompt_cfg)
+    stats = train_sft(str(init_dir), sft, train_config(opts, seed), partial, callbacks=callbacks)
+    if callbacks:
+        stop = callbacks[0]
+        stats["stopped_at_step"], stats["validation_accuracy"] = stop.stopped_at, stop.history
+        if stop.stopped_at is None:
+            log.warning("seed model: never reached %.1f%% on the validation chains (last checks: %s); using the "
+                        "fully trained model", 100 * stop.target, stop.history[-3:])
     shutil.rmtree(partial / "trainer", ignore_errors=True)
     (partial / "seed_build.json").write_text(json.dumps({"options": asdict(opts), "seed": seed, "train": stats},
                                                         indent=2))

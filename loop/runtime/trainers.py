@@ -114,7 +114,7 @@ def _drop_overlong(examples: list[dict[str, Any]], tokenizer, max_length: int | 
 
 
 def _fit(trainer_cls, model_path: str, args, ds, tokenizer, tcfg: TrainConfig, out_dir: Path, *, rows: int,
-         t0: float, load: LoadOptions):
+         t0: float, load: LoadOptions, callbacks: Sequence[Any] = ()):
     """Load the model, train it with ``trainer_cls`` (a TRL trainer), save it to ``out_dir/model``;
     return the trainer and the stats every kind of training reports."""
     from transformers import AutoModelForCausalLM  # heavy: deferred
@@ -129,7 +129,7 @@ def _fit(trainer_cls, model_path: str, args, ds, tokenizer, tcfg: TrainConfig, o
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=load.torch_dtype("auto"),
                                                      trust_remote_code=load.trust_remote_code)
     trainer = trainer_cls(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                          peft_config=None if adapter else _peft_config(tcfg))
+                          peft_config=None if adapter else _peft_config(tcfg), callbacks=list(callbacks) or None)
     result = trainer.train()
     _save(trainer, tokenizer, out_dir / "model", tcfg.lora.enabled or adapter)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -145,8 +145,10 @@ def _fit(trainer_cls, model_path: str, args, ds, tokenizer, tcfg: TrainConfig, o
 
 
 def train_sft(model_path: str, rows: list[dict[str, Any]], tcfg: TrainConfig, out_dir: str | Path,
-              report_to: Sequence[str] = (), load: LoadOptions | None = None) -> dict[str, Any]:
-    """Supervised fine-tuning on prompt/completion ``rows`` (loss on the completion only).
+              report_to: Sequence[str] = (), load: LoadOptions | None = None,
+              callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Supervised fine-tuning on prompt/completion ``rows`` (loss on the completion only); ``callbacks`` are
+    transformers ``TrainerCallback``s (e.g. an early stop).
 
     Saves the model to ``out_dir/model`` and returns training stats.
     """
@@ -160,7 +162,7 @@ def train_sft(model_path: str, rows: list[dict[str, Any]], tcfg: TrainConfig, ou
     tokenizer = _tokenizer(model_path, load)
     examples = _drop_overlong([sft_example(r) for r in rows], tokenizer, args.max_length)
     trainer, stats = _fit(SFTTrainer, model_path, args, datasets.Dataset.from_list(examples), tokenizer, tcfg,
-                          out_dir, rows=len(rows), t0=t0, load=load)
+                          out_dir, rows=len(rows), t0=t0, load=load, callbacks=callbacks)
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"]) * (trainer.state.epoch or 0.0)
     return {**stats, "tokens": int(tokens)}
 
