@@ -253,6 +253,10 @@ EDGE_CASES = [
     r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix} + \begin{pmatrix}5 & 6 \\ 7 & 8\end{pmatrix}",
     r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix} \begin{pmatrix}2 \\ 3\end{pmatrix}", r"2\begin{pmatrix}1 \\ 2\end{pmatrix}",
     r"-\begin{pmatrix}1 \\ 2\end{pmatrix}", r"\begin{pmatrix}1 \\ 2\end{pmatrix} - \begin{pmatrix}3 \\ 4\end{pmatrix}",
+    r"\sum_{k=1}^{n} k", r"2\sum_{k=1}^{n} k x", r"\sum_{k=1}^{n} k / 2", r"\sum_{k=1}^{n} k \cdot 2 + 1",
+    r"\sum^{n}_{k=1} k", r"\prod_{k=1}^{n} k", r"\sum_{i=1}^{n}\sum_{j=1}^{m} ij", r"x\sum_{k=1}^{n} k",
+    r"\sum_{k=1}^{n} -k", r"\sum_{k=1}^n k^2", r"\sum_{k=1}^{n} k!", r"\sum_{k=1}^{n} (k+1)(k-1)",
+    r"\frac{1}{\sum_{k=1}^{n} k}", r"\sum_{k=0}^{n-1} F_k F_{n-k-1}", r"\sum_{k=1}^{n} k \sum_{j=1}^{k} j",
     r"1\,000", r"x \, y", r"x\!y", r"x\;+\:1", r"x \quad + 1", "ad - bc", "cd - c + 3d - 3", "xd", "d", "d2",
 ]
 """Forms the fast reader is meant to read, and corners of the grammar it must read the same way."""
@@ -262,7 +266,8 @@ RAW = ["1.5e3", "2.5x", "0.25", "10.5", "3.14r^2", "x^2.5", "1.5\\pi"]
 
 MUST_DECLINE = [
     "f(x)", "x (2)", "g(t)", "x^2(y)", r"\pi(2)", "x{(y)}", "x_{1}(2)", "x(y^2)", "a(b)(c)", r"\sin x", r"\sin(2u)",
-    r"\log_2 8", r"\ln x", r"\sum_{k=1}^{n} k", r"\int_0^1 x\,dx", "|x|", "2|x-1|", "a, b", "x = 1", "x < 1",
+    r"\log_2 8", r"\ln x", r"\sum_{k=1}^{n}", r"\sum_{k==1}^{n} k", r"\sum k", r"\sum_{k=1} k",
+    r"\sum^n_{k=1} k", r"\sum_{k=1}^{n} k = 5", r"\int_0^1 x\,dx", "|x|", "2|x-1|", "a, b", "x = 1", "x < 1",
     r"\{1, 2\}", "{x}", "{x+1}", "[0, 1)", "(0, 1)", "[x]", r"\left(x\right)", "dx", r"\frac{d}{dx}x", r"d\theta",
     "tr", "2rows", "xones", "E", "2E5", "I", "x^T", "x^{T}", "x'", "1.5", r"50\%", "50%", "π", r"\emptyset",
     r"\varnothing", "x^{y}_{1}", "b_n^{a}^{c}", "e^{x}^{2}", "e^x^2", "x^-1", "2^-1", r"\frac12", r"\sqrt2", "", " ",
@@ -350,6 +355,7 @@ def _expression(rng: random.Random, depth: int = 0) -> str:
         lambda: f"{rng.choice(_ATOMS)}^{rng.choice(_SUPS)}", lambda: f"({sub()})", lambda: f"-{sub()}",
         lambda: rf"{sub()}\cdot {sub()}", lambda: f"{sub()}/{sub()}", lambda: f"{sub()}!",
         lambda: f"{rng.choice(_ATOMS)}({sub()})", lambda: rf"{sub()}\times{sub()}", lambda: rf"\binom{{{sub()}}}{{{sub()}}}",
+        lambda: rf"\sum_{{k={sub()}}}^{{{sub()}}} {sub()}", lambda: rf"\prod_{{{rng.choice(_ATOMS)}=1}}^{rng.choice(_SUPS)}{sub()}",
     ]
     return rng.choice(forms)()
 
@@ -357,7 +363,7 @@ def _expression(rng: random.Random, depth: int = 0) -> str:
 _PIECES = ["x", "y", "2", "10", "0", "+", "-", "*", "/", "^", "_", "!", "(", ")", "{", "}", "[", "]", r"\frac", r"\sqrt",
            r"\binom", r"\cdot", r"\times", r"\div", r"\pi", "e", r"\infty", " ", "&", "\\\\", r"\begin{pmatrix}",
            r"\end{pmatrix}", "n", "k", r"\,", r"\!", "|", "{1}", "{x}", "(x)", "(2)", "^2", "_1", "_{n}", "d", "a", "b",
-           "c", "r", "o", "w", "s", "t"]
+           "c", "r", "o", "w", "s", "t", r"\sum", r"\prod", "=", "_{k=1}", "^{n}"]
 
 
 def test_fast_reader_agrees_on_generated_expressions():

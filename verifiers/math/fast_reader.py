@@ -21,10 +21,11 @@ trees are identical on a corpus of answers and on generated expressions.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import sympy
+
+from starloop.verifiers.math.fast_tokens import Cursor, Decline, tokens
 
 try:
     from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
@@ -37,121 +38,12 @@ except (ImportError, TypeError):  # pragma: no cover - another library version: 
     _HELP = None
 
 
-class Decline(Exception):  # noqa: N818 - control flow, not an error
-    """The text uses something this reader does not handle exactly like the ANTLR path."""
-
-
-# --------------------------------------------------------------------------- tokens
-
-_GREEK = frozenset(
-    "alpha beta delta Delta epsilon varepsilon zeta eta theta Theta vartheta iota kappa lambda Lambda mu nu "
-    "xi Xi omicron pi Pi varpi rho varrho sigma Sigma varsigma tau upsilon Upsilon phi Phi varphi chi psi Psi "
-    "omega Omega".split()
-)
-_COMMANDS = {
-    "frac": "frac", "dfrac": "frac", "tfrac": "frac", "cfrac": "frac",
-    "binom": "binom", "dbinom": "binom", "tbinom": "binom", "sqrt": "sqrt",
-    "cdot": "mul", "times": "mul", "div": "div", "infty": "inf",
-}
-_SPACES = frozenset("quad qquad thinspace medspace thickspace negthinspace negmedspace negthickspace".split())
-_TOKEN = re.compile(
-    r"(?P<ws>[ \t\r\n]+|\\[,:;!])|(?P<row>\\\\)"
-    r"|(?P<begin>\\begin\{(?:matrix|pmatrix|bmatrix)\})|(?P<end>\\end\{(?:matrix|pmatrix|bmatrix)\})"
-    r"|\\(?P<cmd>[A-Za-z]+)|(?P<num>[0-9]+)|(?P<letter>[A-Za-z])|(?P<op>[-+*/^_!(){}\[\]&|])"
-)
-_KEYWORDS = re.compile(
-    r"arsinh|arcsinh|arcosh|arccosh|artanh|arctanh|gcd|lcm|floor|ceil|eye|zeros|ones|cols|rows|diag|norm|"
-    r"rank|rref|hstack|vstack|nullspace|matrix|tr|orth|eig|svd|SVD"
-)
-"""Letter runs the ANTLR lexer reads as one keyword token (``tr``, ``rows``...), not as letters."""
-_DIFFERENTIAL = re.compile(r"d[ \t\r\n]*[A-Za-z\\]")
-"""``dx``, ``d \\theta``: one differential token for the ANTLR lexer."""
-_ODD = re.compile(r"[EI]|!=|\^[ \t\r\n]*\{?[ \t\r\n]*T")
-"""``E`` (e-notation), ``I`` (read as the imaginary unit before its sub/superscripts), ``!=``, ``^T``."""
-
-Token = tuple[str, str]
-
-
-def tokens(text: str) -> list[Token]:
-    """The text as (kind, text) tokens; :class:`Decline` for anything outside the handled forms."""
-    if not text.isascii():
-        raise Decline("non-ASCII")
-    bare = re.sub(r"\\(?:begin|end)\{[a-z]*\}|\\[A-Za-z]+", "\\\\", text)  # commands out, letters stay
-    if _KEYWORDS.search(bare) or _DIFFERENTIAL.search(bare) or _ODD.search(bare):
-        raise Decline("a keyword, differential or special letter")
-    out: list[Token] = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            raise Decline(f"unhandled character {text[pos]!r}")
-        pos = m.end()
-        kind = m.lastgroup or ""
-        if kind == "ws":
-            continue
-        if kind == "cmd":
-            name = m.group("cmd")
-            if name in _SPACES:
-                continue
-            if name in _GREEK:
-                out.append(("greek", "\\" + name))
-            elif name in _COMMANDS:
-                out.append((_COMMANDS[name], name))
-            else:
-                raise Decline(f"unhandled command \\{name}")
-        elif kind == "letter":
-            out.append(("e" if m.group() == "e" else "letter", m.group()))
-        elif kind == "op":
-            op = m.group()
-            out.append(("mul" if op == "*" else "div" if op == "/" else op, op))
-        else:
-            out.append((kind, m.group()))
-    return out
-
-
-# --------------------------------------------------------------------------- reading
-
-
-class _Cursor:
-    """The tokens and the reading position."""
-
-    def __init__(self, toks: list[Token]) -> None:
-        self.toks, self.pos = toks, 0
-
-    def peek(self, ahead: int = 0) -> str:
-        k = self.pos + ahead
-        return self.toks[k][0] if k < len(self.toks) else ""
-
-    def take(self) -> Token:
-        if self.pos >= len(self.toks):
-            raise Decline("unexpected end")
-        tok = self.toks[self.pos]
-        self.pos += 1
-        return tok
-
-    def expect(self, kind: str) -> None:
-        if self.take()[0] != kind:
-            raise Decline(f"expected {kind}")
-
-    def closing(self, start: int) -> int:
-        """Index of the token closing the bracket at ``start``."""
-        opening = self.toks[start][0]
-        close = {"(": ")", "{": "}", "[": "]"}[opening]
-        depth = 0
-        for k in range(start, len(self.toks)):
-            kind = self.toks[k][0]
-            depth += (kind == opening) - (kind == close)
-            if depth == 0:
-                return k
-        raise Decline("unbalanced")
-
-
 def read(text: str) -> Any | None:
     """SymPy value of ``text`` exactly as ``latex2sympy(text, is_real=True)`` gives it, or None (not handled)."""
     if _HELP is None:
         return None
     try:
-        cur = _Cursor(tokens(text))
+        cur = Cursor(tokens(text))
         if not cur.toks or (cur.peek() == "{" and cur.closing(0) == len(cur.toks) - 1):
             return None  # empty, or a whole "{...}": the grammar reads a set
         value = _expr(cur)
@@ -168,7 +60,7 @@ def _matrix(v: Any) -> bool:
     return bool(getattr(v, "is_Matrix", False))
 
 
-def _expr(cur: _Cursor) -> Any:
+def _expr(cur: Cursor) -> Any:
     """``additive``: left-associative ``+``/``-`` over products (as ``convert_add``)."""
     lh = _mp(cur)
     while cur.peek() in ("+", "-"):
@@ -183,7 +75,7 @@ def _expr(cur: _Cursor) -> Any:
     return lh
 
 
-def _mp(cur: _Cursor) -> Any:
+def _mp(cur: Cursor) -> Any:
     """``mp``: left-associative ``* \\cdot \\times / \\div`` over unary terms (as ``convert_mp``)."""
     lh = _unary(cur)
     while cur.peek() in ("mul", "div"):
@@ -200,10 +92,10 @@ def _mp(cur: _Cursor) -> Any:
     return lh
 
 
-_STARTS = frozenset({"num", "letter", "greek", "inf", "e", "(", "{", "frac", "binom", "sqrt", "begin"})
+_STARTS = frozenset({"num", "letter", "greek", "inf", "e", "(", "{", "frac", "binom", "sqrt", "begin", "sum", "prod"})
 
 
-def _unary(cur: _Cursor) -> Any:
+def _unary(cur: Cursor) -> Any:
     """``unary``: a sign and a term, or an implicit product of postfix terms (as ``convert_unary``)."""
     if cur.peek() == "+":
         cur.take()
@@ -241,7 +133,7 @@ def _product(items: list[Any]) -> Any:
     return rh
 
 
-def _postfix(cur: _Cursor) -> Any:
+def _postfix(cur: Cursor) -> Any:
     """``postfix``: a power, then factorials."""
     v = _power(cur)
     while cur.peek() == "!":
@@ -250,7 +142,7 @@ def _postfix(cur: _Cursor) -> Any:
     return v
 
 
-def _power(cur: _Cursor) -> Any:
+def _power(cur: Cursor) -> Any:
     """``exp``: a component raised to superscripts, left to right (``2^3^2`` is ``(2^3)^2``)."""
     chained = cur.peek() != "e"  # e^{x}^{2}: the grammar has two readings
     base = _comp(cur)
@@ -264,7 +156,7 @@ def _power(cur: _Cursor) -> Any:
     return base
 
 
-def _superscript(cur: _Cursor) -> Any:
+def _superscript(cur: Cursor) -> Any:
     """``^{expr}`` or ``^atom``: a number, a letter or Greek letter (without scripts of its own), ``\\infty``."""
     kind, text = cur.take()
     if kind == "{":
@@ -287,7 +179,7 @@ def _number(text: str) -> Any:
     return sympy.Integer(int(text))
 
 
-def _comp(cur: _Cursor) -> Any:
+def _comp(cur: Cursor) -> Any:
     """``comp``: a group, a fraction, a binomial, a root, a matrix, ``e``, a number or a symbol."""
     kind, text = cur.take()
     if kind in ("(", "{"):
@@ -324,10 +216,34 @@ def _comp(cur: _Cursor) -> Any:
         return sympy.Pow(base, sympy.S.Half if root is None else 1 / root, evaluate=False)
     if kind == "begin":
         return _matrix_rows(cur)
+    if kind in ("sum", "prod"):
+        return _big_operator(cur, kind)
     raise Decline(f"unexpected {kind}")
 
 
-def _braced(cur: _Cursor) -> Any:
+def _big_operator(cur: Cursor, kind: str) -> Any:
+    """``\\sum_{k=a}^{b} term`` or ``\\prod``, limits in either order; the term is the product that
+    follows (``\\sum_{k=1}^{n} k + 1`` is ``Sum(k) + 1``), as ``handle_sum_or_prod``."""
+    bounds: tuple[Any, Any] | None = None
+    end = None
+    for _ in range(2):
+        if cur.peek() == "_" and bounds is None:
+            cur.take()
+            cur.expect("{")
+            var = _expr(cur)
+            cur.expect("=")
+            bounds = (var, _expr(cur))
+            cur.expect("}")
+        elif cur.peek() == "^" and end is None:
+            cur.take()
+            end = _superscript(cur)
+    if bounds is None or end is None:
+        raise Decline("a sum or product without both limits")
+    term = _mp(cur)
+    return (sympy.Sum if kind == "sum" else sympy.Product)(term, (bounds[0], bounds[1], end))
+
+
+def _braced(cur: Cursor) -> Any:
     cur.expect("{")
     v = _expr(cur)
     cur.expect("}")
@@ -343,7 +259,7 @@ def _fraction(top: Any, bottom: Any) -> Any:
     return sympy.Mul(top, sympy.Pow(bottom, -1, evaluate=False), evaluate=False)
 
 
-def _symbol(cur: _Cursor, name: str) -> Any:
+def _symbol(cur: Cursor, name: str) -> Any:
     """A letter or Greek letter with an optional subscript, then superscript (as ``convert_atom_expr``).
 
     Followed by ``(`` around a single atom (``f(x)``, ``x (2)``, ``a^2(b)``) or by ``{(``, the
@@ -367,7 +283,7 @@ def _symbol(cur: _Cursor, name: str) -> Any:
     return symbol if sup is None else sympy.Pow(symbol, sup, evaluate=False)
 
 
-def _subscript(cur: _Cursor) -> str:
+def _subscript(cur: Cursor) -> str:
     """The subscript as the grammar spells it into the symbol's name (``x_1``, ``F_{n-1}``, ``x_{12}``)."""
     kind, text = cur.take()
     if kind in ("num", "letter"):
@@ -377,7 +293,7 @@ def _subscript(cur: _Cursor) -> str:
         part = cur.toks[cur.pos:end]
         if not part or any(k not in ("num", "letter", "+", "-") for k, _ in part):
             raise Decline("unhandled subscript")
-        check = _Cursor(part)
+        check = Cursor(part)
         _expr(check)  # the grammar reads a subscript as an expression: it must be one
         if check.pos != len(part):
             raise Decline("subscript is not an expression")
@@ -388,7 +304,7 @@ def _subscript(cur: _Cursor) -> str:
     return "_{" + inner + "}" if len(inner) > 1 else "_" + inner
 
 
-def _atom_end(cur: _Cursor, k: int) -> int:
+def _atom_end(cur: Cursor, k: int) -> int:
     """Where an atom starting at token ``k`` would end (a number, ``\\infty``, a symbol with scripts); -1 if none."""
     kinds = [kind for kind, _ in cur.toks]
     if k >= len(kinds) or kinds[k] not in ("num", "inf", "letter", "greek"):
@@ -401,7 +317,7 @@ def _atom_end(cur: _Cursor, k: int) -> int:
     return k
 
 
-def _matrix_rows(cur: _Cursor) -> Any:
+def _matrix_rows(cur: Cursor) -> Any:
     """``\\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix}``: a mutable Matrix (as ``convert_matrix``)."""
     rows: list[list[Any]] = []
     while True:
