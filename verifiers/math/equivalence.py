@@ -35,7 +35,7 @@ from typing import Any
 
 import sympy
 
-from starloop.verifiers.math import warmup
+from starloop.verifiers.math import latex, warmup
 from starloop.verifiers.math.compare import FastOps, LeafOps, Undecided, compare
 from starloop.verifiers.math.config import MathConfig
 from starloop.verifiers.math.matching import leaf_texts
@@ -330,7 +330,7 @@ def warm_up() -> None:
         clear_cache()
         sympy.core.cache.clear_cache()
 
-    warmup.run(judge, clear)
+    warmup.run(judge, clear, prime=latex.prime)
 
 
 def warm_up_quick() -> None:

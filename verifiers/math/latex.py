@@ -19,7 +19,7 @@ its public ``latex2sympy`` as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from antlr4.atn.PredictionMode import PredictionMode
@@ -63,3 +63,17 @@ else:  # pragma: no cover - another library version
 
     def latex_to_sympy(text: str, *, is_real: bool | None = None) -> Any:
         return latex2sympy2.latex2sympy(text, normalization_config=None, is_real=is_real)
+
+
+def prime(texts: Iterable[str]) -> None:
+    """Parse ``texts`` with the ANTLR path only, discarding results and errors: builds ANTLR's
+    prediction tables for the forms :mod:`~starloop.verifiers.math.fast_reader` leaves to it,
+    which a warm-up through the verifier would now mostly read fast (worker warm-up)."""
+    for text in texts:
+        try:
+            if _Base is not None and hasattr(_Base, "create_parser"):
+                _Converter(None, True).parse(text)
+            else:  # pragma: no cover - another library version
+                latex2sympy2.latex2sympy(text, normalization_config=None, is_real=True)
+        except Exception:  # a form ANTLR refuses still builds the tables it passed through
+            pass

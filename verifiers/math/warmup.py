@@ -76,13 +76,25 @@ PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 
+ANTLR_FORMS: tuple[str, ...] = (
+    # everyday forms the fast reader declines, so ANTLR still parses: calls, functions, bars, sets
+    "f(x)", "g(t)", "h(2)", "f^{-1}(x)", "F(n+1)", r"\sin(3v)", r"\cos^2(w)", r"\tan^2(y)+1", r"\sec^2(q)",
+    r"\sin 4t", r"\sin^2 s + \cos^2 s", r"\arctan 2", r"\arcsin(\frac{1}{3})", r"\log_3 9", r"\log(uv)", r"\ln(5)",
+    r"\ln 7 + 1", r"e^{3\ln 2}", r"\exp(k)", "|w|", "|p-2|", r"2|q+1|", r"\lfloor m \rfloor", r"\lceil m \rceil",
+    r"-[2,5)", "E", r"\{1, 3\}", r"\emptyset", r"\mathbb{R}", r"50\%", r"\text{yes}", r"a \bmod b",
+)
+"""Answer forms the fast reader declines, parsed once by ANTLR alone (``prime``) so their tables exist."""
+
 QUICK = 4
 """How many of the pairs a quick warm-up judges (a worker replacing one killed mid-run)."""
 
 
 def run(judge: Callable[[str, str, dict[str, Any]], tuple[str, str]], clear_cache: Callable[[], None],
-        quick: bool = False) -> None:
-    """Judge the pairs once with the default options (verdicts are discarded), then clear caches."""
+        quick: bool = False, prime: Callable[[tuple[str, ...]], None] | None = None) -> None:
+    """Judge the pairs once with the default options (verdicts are discarded), prime the ANTLR
+    parser with :data:`ANTLR_FORMS` (full warm-up only), then clear caches."""
     for pred, gold in PAIRS[:QUICK] if quick else PAIRS:
         judge(pred, gold, {})
+    if prime is not None and not quick:
+        prime(ANTLR_FORMS)
     clear_cache()
