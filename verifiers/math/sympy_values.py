@@ -263,7 +263,9 @@ def unwrap_functions(e: Any) -> Any:
 
 
 def isolated_interval(rels: list[Any], x: Any) -> Any:
-    """``a < x <= b`` style relations read directly as an interval (no solving needed)."""
+    """``a < x <= b`` style relations, and linear ones with rational coefficients (``-x > -1``,
+    ``2x + 1 \\le 5``), read directly as an interval: no solving needed (``as_set`` takes tens
+    of milliseconds for each and gives the same set)."""
     result = sympy.Interval(-sympy.oo, sympy.oo)
     for r in rels:
         if isinstance(r, sympy.Ne):
@@ -273,13 +275,32 @@ def isolated_interval(rels: list[Any], x: Any) -> Any:
         elif r.rhs == x and not r.lhs.free_symbols:
             bound, x_left = r.lhs, False
         else:
-            return None
+            linear = _linear_bound(r, x)
+            if linear is None:
+                return None
+            bound, x_left = linear
         strict = isinstance(r, (sympy.StrictLessThan, sympy.StrictGreaterThan))
         below = isinstance(r, (sympy.StrictLessThan, sympy.LessThan)) == x_left  # x below bound
         piece = (sympy.Interval(-sympy.oo, bound, right_open=strict) if below
                  else sympy.Interval(bound, sympy.oo, left_open=strict))
         result = result.intersect(piece)
     return result
+
+
+def _linear_bound(r: Any, x: Any) -> tuple[Any, bool] | None:
+    """``r`` as ``x op bound`` (True) or ``bound op x`` (False) when ``lhs - rhs`` is ``a x + b``
+    with rational ``a != 0`` and ``b`` and ``x`` is real; None otherwise."""
+    try:
+        if x.is_real is not True:
+            return None
+        d = r.lhs - r.rhs
+        slope = d.diff(x)
+        rest = d - slope * x
+        if not (slope.is_Rational and rest.is_Rational) or slope == 0:
+            return None
+        return -rest / slope, bool(slope > 0)  # dividing by a negative slope turns the relation round
+    except Exception:  # not an expression in x: solving decides, as before
+        return None
 
 
 def sets_equal(a: Any, b: Any) -> bool:
