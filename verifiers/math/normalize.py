@@ -109,9 +109,12 @@ def bracket_depths(s: str) -> list[int]:
 
 def split_top_level(s: str, pattern: re.Pattern[str]) -> tuple[list[str], list[str]]:
     """Split ``s`` at top-level matches of ``pattern``: (pieces, separators)."""
+    matches = list(pattern.finditer(s))
+    if not matches:  # the usual case: no bracket depths to compute
+        return [s], []
     depth = bracket_depths(s)
     pieces, seps, pos = [], [], 0
-    for m in pattern.finditer(s):
+    for m in matches:
         if m.start() < len(depth) and depth[m.start()] == 0 and m.end() > m.start():
             pieces.append(s[pos : m.start()])
             seps.append(m.group(0))
@@ -122,6 +125,8 @@ def split_top_level(s: str, pattern: re.Pattern[str]) -> tuple[list[str], list[s
 
 def join_thousands(s: str) -> str:
     """Drop digit-group commas / spaces at the top level (``7,425,000`` -> ``7425000``)."""
+    if not (THOUSANDS.search(s) or _SPACE_THOUSANDS.search(s)):
+        return s
     depth = bracket_depths(s)
 
     def repl(m: re.Match[str]) -> str:
