@@ -7,8 +7,11 @@
 A suite is a list of variants, each a config and extra ``--set`` overrides, and a reference
 variant. Suite ``demo``: ``sft`` (configs/demo.yaml, the loop), ``control`` (the matched control:
 same training steps on the seed data alone), ``no_rationalization``, ``unfiltered`` (no verifier
-filter), from configs/ablations/, and ``adaptive`` (the loop with ``sampling.adaptive``, capped at
-``sampling.n`` samples per problem). Suite ``code``: configs/demo-code.yaml (see SUITES).
+filter), from configs/ablations/, ``adaptive`` (the loop with ``sampling.adaptive``, capped at
+``sampling.n`` samples per problem), the preference-training variants ``sft_dpo``, ``sft_rpo``,
+``rpo_only``, ``sft_rpo_rationales`` and the loop from seed models of other build seeds
+(``build_seed_1``, ``build_seed_2``). ``--variants`` picks a subset. Suite ``code``:
+configs/demo-code.yaml (see SUITES).
 
 Each run is a subprocess,
 
@@ -44,7 +47,7 @@ cached (``$STARLOOP_CACHE``; measured: about 65 s per iteration of ``sft``, samp
 training 15 s of it, plus about 20 s of start-up per invocation); the seed model's build, about
 4 minutes, happens once per cache. The control is faster (it samples 8 problems per iteration:
 about 25 s per iteration). ``--eval-size 1000`` adds about 15 s per evaluation, 2-3 minutes per
-run. 5 variants x 3 seeds: about 2.5-3 hours. The load average is printed at the start and the
+run. All 11 variants x 3 seeds: about 5-6 hours. The load average is printed at the start and the
 end: on a shared machine other work slows every number.
 """
 
@@ -98,6 +101,10 @@ SUITES = {
         Variant("sft_rpo", "configs/ablations/sft_rpo.yaml"),
         Variant("rpo_only", "configs/ablations/rpo_only.yaml"),
         Variant("sft_rpo_rationales", "configs/ablations/sft_rpo.yaml", ("pairs.rationales_as_chosen=true",)),
+        # The loop from seed models built with other seeds (is the seed model a lottery?); data.real replays
+        # each one's own seed set.
+        Variant("build_seed_1", "configs/demo.yaml", ("model.builtin_options.seed=1", "data.real.options.seed=1")),
+        Variant("build_seed_2", "configs/demo.yaml", ("model.builtin_options.seed=2", "data.real.options.seed=2")),
     ), eval_size_key="data.eval.options.per_level"),
     # ------------------------------------------------------------------------------------------
     # Suite `code`: the code demo (configs/demo-code.yaml). Add its ablations here as variants
