@@ -1,4 +1,6 @@
-"""Relations read directly as intervals (``sympy_values.isolated_interval``) give the set SymPy's solver gives."""
+"""Shortcuts in comparing relations and equations give what SymPy's slow path gives: relations read
+directly as intervals (``sympy_values.isolated_interval``) and equation ratios in lowest terms
+without ``simplify`` (``equivalence._rational_over_q``)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import random
 
 import sympy
 
+from starloop.verifiers.math.equivalence import _rational_over_q
 from starloop.verifiers.math.sympy_values import isolated_interval
 
 X = sympy.Symbol("x", real=True)
@@ -35,3 +38,23 @@ def test_only_linear_relations_in_a_real_variable_with_rational_coefficients_are
     assert isolated_interval([sympy.Ne(-X, 1)], X) is None
     assert isolated_interval([sympy.StrictGreaterThan(-X, -1)], X) == sympy.Interval.open(-sympy.oo, 1)
     assert isolated_interval([sympy.LessThan(2 * X + 1, 5), sympy.StrictGreaterThan(X, -3)], X) == sympy.Interval.Lopen(-3, 2)
+
+
+def test_a_ratio_of_rational_expressions_in_lowest_terms_is_constant_only_if_simplify_says_so():
+    rng = random.Random(11)
+    y = sympy.Symbol("y", real=True)
+    terms = [X, y, X * y, X**2, y**2, sympy.Integer(1)]
+    for _ in range(40):
+        d2 = sum(sympy.Rational(rng.randint(-5, 5), rng.randint(1, 3)) * t for t in terms)
+        d1 = d2 * sympy.Rational(rng.randint(1, 7), rng.randint(1, 5))  # proportional...
+        if rng.random() < 0.5:
+            d1 += rng.choice(terms) * rng.randint(1, 3)  # ...or not
+        if rng.random() < 0.3:
+            d1, d2 = d1 / (X + 2), d2 / (X + 2)
+        if d1 == 0 or d2 == 0:
+            continue
+        assert _rational_over_q(d1) and _rational_over_q(d2)
+        ratio = sympy.cancel(d1 / d2)
+        assert bool(ratio.free_symbols) == bool(sympy.simplify(ratio).free_symbols), (d1, d2)
+    assert not _rational_over_q(sympy.sqrt(2) * X + 2)  # cancel may leave sqrt(2) x + 2 over x + sqrt(2)
+    assert not _rational_over_q(sympy.pi * X) and not _rational_over_q(sympy.sin(X)) and not _rational_over_q(X**0.5)

@@ -145,7 +145,7 @@ class SympyOps(LeafOps):
             return bool(d1 == 0 and d2 == 0)
         try:
             ratio = sympy.cancel(d1 / d2)
-            if ratio.free_symbols:
+            if ratio.free_symbols and not (_rational_over_q(d1) and _rational_over_q(d2)):
                 ratio = sympy.simplify(ratio)
         except Exception:
             return False
@@ -211,6 +211,17 @@ class SympyOps(LeafOps):
         except ParseFailure:
             return False
         return self.exact_eq(value, sympy.Matrix(rows))
+
+
+def _rational_over_q(e: Any) -> bool:
+    """Built from symbols and rational numbers by ``+``, ``*`` and integer powers: then ``cancel``
+    already gives the ratio of two such expressions in lowest terms, and a ratio still in the
+    variables is no constant (``simplify`` could not make it one: tens of ms saved per equation)."""
+    if e.is_Rational or e.is_Symbol:
+        return True
+    if e.is_Add or e.is_Mul:
+        return all(_rational_over_q(a) for a in e.args)
+    return bool(e.is_Pow and e.exp.is_Integer and _rational_over_q(e.base))
 
 
 # --------------------------------------------------------------------------- relations and sets as SymPy
