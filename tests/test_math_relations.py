@@ -1,5 +1,5 @@
 """Shortcuts in comparing relations and equations give what SymPy's slow path gives: relations read
-directly as intervals (``sympy_values.isolated_interval``) and equation ratios in lowest terms
+directly as intervals or unions (``sympy_values.isolated_interval``) and equation ratios in lowest terms
 without ``simplify`` (``equivalence._rational_over_q``)."""
 
 from __future__ import annotations
@@ -30,12 +30,30 @@ def test_linear_relations_are_read_as_the_solvers_interval():
         assert quick is not None and quick == sympy.And(*rels).as_set(), rels
 
 
+def test_bounds_on_an_absolute_value_are_read_as_the_solvers_set():
+    rng = random.Random(3)
+    for _ in range(60):
+        rels = []
+        for _ in range(rng.randint(1, 2)):
+            c = sympy.Rational(rng.randint(-3, 6), rng.randint(1, 2))
+            op = rng.choice(OPS)
+            rel = op(sympy.Abs(X), c) if rng.random() < 0.5 else op(c, sympy.Abs(X))
+            rels.append(rel if rng.random() < 0.8 else rng.choice(OPS)(_side(rng), _side(rng)))
+        if any(isinstance(r, sympy.logic.boolalg.BooleanAtom) or r.free_symbols != {X} for r in rels):
+            continue  # decided without the variable: not this reader's case
+        quick = isolated_interval(rels, X)
+        solved = sympy.And(*rels).as_set()
+        assert quick is not None and quick.symmetric_difference(solved).is_empty, rels
+
+
 def test_only_linear_relations_in_a_real_variable_with_rational_coefficients_are_read():
     z = sympy.Symbol("z")  # not known to be real
     assert isolated_interval([sympy.StrictLessThan(X**2, 4)], X) is None
     assert isolated_interval([sympy.StrictLessThan(sympy.sqrt(2) * X, 1)], X) is None
     assert isolated_interval([sympy.StrictLessThan(-z, 1)], z) is None
     assert isolated_interval([sympy.Ne(-X, 1)], X) is None
+    assert isolated_interval([sympy.StrictLessThan(sympy.Abs(X - 1), 2)], X) is None
+    assert isolated_interval([sympy.StrictLessThan(sympy.Abs(z), 2)], z) is None
     assert isolated_interval([sympy.StrictGreaterThan(-X, -1)], X) == sympy.Interval.open(-sympy.oo, 1)
     assert isolated_interval([sympy.LessThan(2 * X + 1, 5), sympy.StrictGreaterThan(X, -3)], X) == sympy.Interval.Lopen(-3, 2)
 
