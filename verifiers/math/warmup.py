@@ -69,8 +69,8 @@ PAIRS: tuple[tuple[str, str], ...] = (
     (r"\{1, 2, 3\}", r"\{3, 2, 1\}"),
     (r"\emptyset", r"\varnothing"),
     (r"2 \le |v| \le 3", r"[-3,-2]\cup[2,3]"),
-    (r"v \in [-3,-2]\cup[2,3]", r"2 \le |v| \le 3"),  # solved (linear ones are read directly)
-    (r"w^2 < 9", r"-3 < w < 3"),
+    (r"v \in [-3,-2]\cup[2,3]", r"2 \le |v| \le 3"),
+    (r"w^2 < 9", r"-3 < w < 3"),  # solved: linear relations and |x| bounds are read directly
     # matrices and vectors
     (r"\begin{pmatrix} 1 & 0 \\ 0 & 1 \end{pmatrix}", r"\begin{bmatrix} 1 & 0 \\ 0 & 1 \end{bmatrix}"),
     (r"\begin{pmatrix} 2 \\ -1 \end{pmatrix}", r"(2, -1)"),
