@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import PromptConfig, RationalizeConfig, SFTSection, TrainConfig, build
+from starloop.loop.demo.target_stop import Probe, StopAtAccuracy
 from starloop.loop.demo.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
 from starloop.loop.runtime.models import register_builtin_model
 from starloop.loop.runtime.prompts import render_prompt
@@ -87,8 +88,6 @@ def stop_callbacks(opts: SeedModelOptions, seed: int, init_dir: Path, prompt_cfg
         return []
     from transformers import AutoTokenizer  # heavy: deferred
 
-    from starloop.loop.demo.target_stop import Probe, StopAtAccuracy  # heavy (transformers): deferred
-
     tok = AutoTokenizer.from_pretrained(init_dir)
     rows = validation_rows(opts, seed)
     probe = Probe([render_prompt(tok, r["expr"], prompt_cfg) for r in rows], [r["rationale"] for r in rows])
@@ -137,7 +136,7 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     callbacks = stop_callbacks(opts, seed, init_dir, prompt_cfg)
-    stats = train_sft(str(init_dir), sft, train_config(opts, seed), partial, callbacks=callbacks)
+    stats = train_sft(str(init_dir), sft, train_config(opts, seed), partial, callbacks=[c.callback() for c in callbacks])
     if callbacks:
         stop = callbacks[0]
         stats["stopped_at_step"], stats["validation_accuracy"] = stop.stopped_at, stop.history

@@ -15,8 +15,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import TrainerCallback
-
 log = logging.getLogger(__name__)
 
 
@@ -50,9 +48,10 @@ def greedy_accuracy(model, tokenizer, probe: Probe, max_new_tokens: int, batch_s
     return solved / max(1, len(probe.prompts))
 
 
-class StopAtAccuracy(TrainerCallback):
+class StopAtAccuracy:
     """Stops training once greedy accuracy on ``probe`` reaches ``target`` (checked every ``check_every``
-    steps, after ``min_steps``); records every check in ``history``."""
+    steps, after ``min_steps``); records every check in ``history``. :meth:`callback` is the transformers
+    ``TrainerCallback`` that runs it."""
 
     def __init__(self, probe: Probe, tokenizer, target: float, *, check_every: int = 10, min_steps: int = 0,
                  max_new_tokens: int = 64):
@@ -73,3 +72,15 @@ class StopAtAccuracy(TrainerCallback):
             self.stopped_at = step
             control.should_training_stop = True
         return control
+
+    def callback(self):
+        """A ``TrainerCallback`` calling :meth:`on_step_end` (built here: transformers loads only when used)."""
+        from transformers import TrainerCallback  # heavy: deferred
+
+        stop = self
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs: Any):
+                return stop.on_step_end(args, state, control, model=model)
+
+        return Callback()
