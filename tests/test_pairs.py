@@ -10,7 +10,7 @@ from starloop.loop.cli.main import main
 from starloop.loop.config import VerifyConfig
 from starloop.loop.records import PAIR_COLUMNS, Sample, sample_to_row
 from starloop.loop.runtime.preference_dataset import HUB_FILES
-from starloop.loop.stages.pairs import STRATEGIES, build_pairs
+from starloop.loop.stages.pairs import STRATEGIES, build_pairs, with_rationales
 from starloop.loop.stages.verify import verify_samples
 from starloop.verifiers.records import Problem, Verdict
 
@@ -323,8 +323,6 @@ def test_prompt_pairs_do_not_depend_on_other_prompts():
 
 
 def test_rationales_are_chosen_only_for_problems_without_an_own_verified_sample():
-    from starloop.loop.stages.pairs import with_rationales
-
     verified = [C("solved", "own right", "ok"), C("solved", "own wrong", "wrong"),
                 C("failed", "wrong 1", "wrong"), C("failed", "wrong 2", "wrong")]
     rationale = C("failed", "verified rationale", "ok")
