@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,8 @@ def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -
     return [(opts.hint_template.format(prompt=r["expr"], answer=r["answer"]), r) for r in picked]
 
 
-def train_config(opts: SeedModelOptions, seed: int) -> TrainConfig:
-    """The seed model's SFT recipe, in TRL's names."""
+def train_config(opts: Any, seed: int) -> TrainConfig:
+    """The seed model's SFT recipe, in TRL's names (``opts``: epochs, lr, batch_size, max_length)."""
     return TrainConfig(sft=SFTSection(enabled=True, args={
         "num_train_epochs": opts.epochs, "learning_rate": opts.lr, "per_device_train_batch_size": opts.batch_size,
         "max_length": opts.max_length, "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "seed": seed,
@@ -116,26 +117,34 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
     opts = build(SeedModelOptions, dict(options), prefix="model.builtin_options.")
     if opts.seed is not None:
         seed = opts.seed
+    rows = seed_rows(opts, seed)
+    pairs = [(r["expr"], r["rationale"]) for r in rows] + [(text, r["rationale"]) for text, r in hinted_rows(opts, rows, seed)]
+    return build_cached("arithmetic", opts, pairs, prompt_cfg, cache_dir, seed,
+                        lambda init_dir: stop_callbacks(opts, seed, init_dir, prompt_cfg))
+
+
+def build_cached(name: str, opts: Any, pairs: list[tuple[str, str]], prompt_cfg: PromptConfig, cache_dir: str | Path,
+                 seed: int, stops: Callable[[Path], list[StopAtAccuracy]] | None = None) -> Path:
+    """Train a tiny Llama (sized by ``opts``) from scratch on (problem text, completion) ``pairs`` with a
+    character tokenizer, and cache it under a hash of ``opts``, the prompt config and ``seed``;
+    ``stops(init_dir)`` gives early stops. Returns the model directory (cached: no training)."""
     key_src = json.dumps({"opts": asdict(opts), "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
-    final = Path(cache_dir) / f"arithmetic-seed-{key}"
+    final = Path(cache_dir) / f"{name}-seed-{key}"
     if (final / "model" / "config.json").exists():
         log.info("seed model: cached at %s", final / "model")
         return final / "model"
     log.info("seed model: building %s (first use)", final)
-    rows = seed_rows(opts, seed)
-    tok = build_char_tokenizer([r["expr"] + r["rationale"] for r in rows])
+    tok = build_char_tokenizer([text + completion for text, completion in pairs])
     spec = TinyModelSpec(hidden_size=opts.hidden_size, intermediate_size=opts.intermediate_size,
                          num_hidden_layers=opts.num_hidden_layers, num_attention_heads=opts.num_attention_heads,
                          num_key_value_heads=opts.num_attention_heads)
     init_dir = final.with_name(final.name + ".init")
     save_model(build_tiny_llama(tok, spec, seed), tok, init_dir)
-    sft = [{"prompt": render_prompt(tok, r["expr"], prompt_cfg), "completion": r["rationale"]} for r in rows]
-    sft += [{"prompt": render_prompt(tok, text, prompt_cfg), "completion": r["rationale"]}
-            for text, r in hinted_rows(opts, rows, seed)]
+    sft = [{"prompt": render_prompt(tok, text, prompt_cfg), "completion": completion} for text, completion in pairs]
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    callbacks = stop_callbacks(opts, seed, init_dir, prompt_cfg)
+    callbacks = stops(init_dir) if stops else []
     stats = train_sft(str(init_dir), sft, train_config(opts, seed), partial, callbacks=[c.callback() for c in callbacks])
     if callbacks:
         stop = callbacks[0]

@@ -1,0 +1,62 @@
+"""The code demo's seed model, ``builtin:listfn``: a character-level tokenizer and a small Llama trained
+from scratch on reference programs of the list-function task (``starloop.loop.tasks.listfn``, seed split):
+many one-operation functions and a few longer pipelines, the "human-written seeds". Built once and cached
+like the arithmetic demo's seed model (see ``seed_model.build_cached``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starloop.loop.config import PromptConfig, build
+from starloop.loop.demo.seed_model import build_cached
+from starloop.loop.runtime.models import register_builtin_model
+from starloop.loop.tasks.listfn import ListFnOptions, generate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CodeSeedOptions:
+    seed_levels: dict[str, int] = field(default_factory=lambda: {"1": 2000, "2": 300})
+    """Reference programs per level (number of operations)."""
+    task: dict[str, Any] = field(default_factory=dict)
+    """Further ``listfn`` options of the seed problems (``ops``, list lengths, shown pairs); must match the
+    runs' ``data.*.options``."""
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 4
+    epochs: float = 30.0
+    lr: float = 3e-3
+    batch_size: int = 64
+    max_length: int = 256
+    seed: int | None = None
+    """Seed of the build (which seed problems, initial weights, data order); None = the run's seed."""
+
+
+def seed_rows(opts: CodeSeedOptions, seed: int) -> list[dict[str, Any]]:
+    """Seed-split problems with their reference programs, level by level."""
+    rows = []
+    for level, count in sorted(opts.seed_levels.items(), key=lambda kv: int(kv[0])):
+        o = build(ListFnOptions, {**opts.task, "split": "seed", "levels": [int(level)], "per_level": count},
+                  prefix="model.builtin_options.task.")
+        got = generate(o, seed, at_most=True)
+        if len(got) < count:
+            log.warning("seed model: level %s has only %d distinct seed-split problems (asked for %d)", level,
+                        len(got), count)
+        rows += got
+    return rows
+
+
+@register_builtin_model("listfn")
+def build_code_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_dir: str | Path, seed: int) -> Path:
+    """Path of the code demo's seed model for ``options``; trains and caches it on first use."""
+    opts = build(CodeSeedOptions, dict(options), prefix="model.builtin_options.")
+    if opts.seed is not None:
+        seed = opts.seed
+    pairs = [(r["prompt"], r["solution"]) for r in seed_rows(opts, seed)]
+    return build_cached("listfn", opts, pairs, prompt_cfg, cache_dir, seed)
