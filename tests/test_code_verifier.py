@@ -256,3 +256,35 @@ def test_tests_without_assert_statements_still_run(tests):
     wrong = verify_one("code", block("def add(a, b):\n    return a * b"), problem, options=OPTS)
     assert (right.reason, right.correct) == ("ok", True), right.detail
     assert (wrong.reason, wrong.correct) == ("wrong", False), wrong.detail
+
+
+@needs_sandbox
+def test_a_program_written_twice_with_other_comments_runs_once(monkeypatch):
+    """Programs with the same syntax tree for the same tests run once per batch; each copy gets the verdict,
+    with its own code as `extracted`. Another program, or the same one for other tests, runs on its own."""
+    import starloop.verifiers.code as code_mod
+
+    real_pool, ran = code_mod.default_pool, []
+
+    def counting_pool(workers):
+        pool = real_pool(workers)
+        run_many = pool.run_many
+
+        def run(programs, limits, **kw):
+            ran.append(len(programs))
+            return run_many(programs, limits, **kw)
+
+        monkeypatch.setattr(pool, "run_many", run)
+        return pool
+
+    monkeypatch.setattr(code_mod, "default_pool", counting_pool)
+    other = Problem(id="mbpp-2", task="code", prompt="Write add(a, b).", tests="assert add(1, 1) == 3\n",
+                    meta={"entry_point": "add"})
+    a = "def add(a, b):\n    return a + b  # the sum"
+    b = "def add(a, b):\n\n    # add them\n    return a+b"
+    items = [VerifyItem(block(a), MBPP), VerifyItem(block(b), MBPP), VerifyItem(block("def add(a, b):\n    return a - b"), MBPP),
+             VerifyItem(block(a), other)]
+    verdicts = verify_batch("code", items, workers=2, options=OPTS)
+    assert ran == [3]
+    assert [v.correct for v in verdicts] == [True, True, False, False]
+    assert verdicts[1].extracted.startswith("def add(a, b):\n\n    # add them") and verdicts[0].detail == verdicts[1].detail

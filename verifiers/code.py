@@ -296,13 +296,27 @@ def _brief(r: ExecResult) -> str:
     return f"{r.status}: {text}"[:300] if text else r.status
 
 
+def _program_key(source: str) -> str:
+    """What decides a program's behaviour: its syntax tree (comments, blank lines and formatting left out)."""
+    try:
+        return ast.dump(ast.parse(source))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return source
+
+
 def verify_code_batch(items: Sequence[VerifyItem], config: CodeConfig | None, workers: int) -> list[Verdict]:
-    """Judge ``items`` (results in input order), running every program through the sandbox pool."""
+    """Judge ``items`` (results in input order), running every program through the sandbox pool.
+
+    Programs that differ only in comments and formatting (the same syntax tree) for the same tests run
+    once per batch, and every copy gets that run's verdict: a model sampled n times often writes one
+    program several times, with other comments.
+    """
     config = config or CodeConfig()
     limits = config.limits()
     verdicts: list[Verdict | None] = [None] * len(items)
     programs: list[Program] = []
-    plan: list[tuple[int, str, list[str] | None, str]] = []  # item index, kind, expected outputs, code
+    plan: list[tuple[int, str, list[str] | None, str, int]] = []  # item, kind, expected outputs, code, first run
+    first_run: dict[tuple[str, str, str | None], int] = {}
     for i, it in enumerate(items):
         problem = it.problem
         check_problem(problem)
@@ -323,24 +337,23 @@ def verify_code_batch(items: Sequence[VerifyItem], config: CodeConfig | None, wo
         if problem_text is not None:  # no need to run what cannot compile
             verdicts[i] = Verdict.fail("wrong", extracted=code, detail=f"the program does not compile: {problem_text}")
             continue
-        if cases is not None:
-            plan.append((i, "stdio", [want for _, want in cases], code))
-            programs.extend(Program(source, stdin=inp) for inp, _ in cases)
-        else:
-            plan.append((i, "assert", None, code))
-            programs.append(Program(source, tests=assert_tests(problem.tests),
-                                    entry_point=problem.meta.get("entry_point")))
+        kind = "stdio" if cases is not None else "assert"
+        key = (_program_key(source), json.dumps(problem.tests, sort_keys=True, default=str),
+               problem.meta.get("entry_point"))
+        if key not in first_run:
+            first_run[key] = len(programs)
+            if cases is not None:
+                programs.extend(Program(source, stdin=inp) for inp, _ in cases)
+            else:
+                programs.append(Program(source, tests=assert_tests(problem.tests),
+                                        entry_point=problem.meta.get("entry_point")))
+        plan.append((i, kind, [want for _, want in cases] if cases is not None else None, code, first_run[key]))
     results = default_pool(workers).run_many(programs, limits, workers=max(1, workers)) if programs else []
-    k = 0
-    for i, kind, wants, code in plan:
+    for i, kind, wants, code, k in plan:
         if kind == "assert":
-            r = results[k]
-            k += 1
-            verdicts[i] = _assert_verdict(r, code)
+            verdicts[i] = _assert_verdict(results[k], code)
         else:
-            rs = results[k:k + len(wants)]
-            k += len(wants)
-            verdicts[i] = _stdio_verdict(rs, wants, code, config.float_tolerance)
+            verdicts[i] = _stdio_verdict(results[k:k + len(wants)], wants, code, config.float_tolerance)
     return verdicts  # type: ignore[return-value]
 
 
