@@ -33,6 +33,7 @@ def greedy_accuracy(model, tokenizer, probe: Probe, max_new_tokens: int, batch_s
 
     was_training = model.training
     model.eval()
+    tokenizer.padding_side = "left"  # generation continues every prompt at its end (a saved tokenizer may pad right)
     solved = 0
     try:
         with torch.no_grad():
