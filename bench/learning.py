@@ -106,13 +106,12 @@ SUITES = {
         Variant("build_seed_1", "configs/demo.yaml", ("model.builtin_options.seed=1", "data.real.options.seed=1")),
         Variant("build_seed_2", "configs/demo.yaml", ("model.builtin_options.seed=2", "data.real.options.seed=2")),
     ), eval_size_key="data.eval.options.per_level"),
-    # ------------------------------------------------------------------------------------------
-    # Suite `code`: the code demo (configs/demo-code.yaml). Add its ablations here as variants
-    # once they exist, and set eval_size_key to the key of its held-out set's size.
-    # ------------------------------------------------------------------------------------------
+    # Suite `code`: the code demo (configs/demo-code.yaml): programs checked only by their tests in the
+    # sandbox, and its matched control (the same steps on the seed programs alone).
     "code": Suite("code", "sft", (
         Variant("sft", "configs/demo-code.yaml"),
-    ), eval_size_key=None),
+        Variant("control", "configs/ablations/code_control.yaml"),
+    ), eval_size_key="data.eval.options.per_level"),
 }
 
 
