@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import PromptConfig, build
-from starloop.loop.demo.seed_model import build_cached
+from starloop.loop.demo.seed_model import TinyBuildOptions, build_cached
 from starloop.loop.runtime.models import register_builtin_model
 from starloop.loop.tasks.listfn import ListFnOptions, generate
 
@@ -20,22 +20,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class CodeSeedOptions:
+class CodeSeedOptions(TinyBuildOptions):
     seed_levels: dict[str, int] = field(default_factory=lambda: {"1": 2000, "2": 300})
     """Reference programs per level (number of operations)."""
     task: dict[str, Any] = field(default_factory=dict)
     """Further ``listfn`` options of the seed problems (``ops``, list lengths, shown pairs); must match the
     runs' ``data.*.options``."""
-    hidden_size: int = 128
     intermediate_size: int = 256
     num_hidden_layers: int = 3
-    num_attention_heads: int = 4
     epochs: float = 30.0
     lr: float = 3e-3
-    batch_size: int = 64
     max_length: int = 256
-    seed: int | None = None
-    """Seed of the build (which seed problems, initial weights, data order); None = the run's seed."""
 
 
 def seed_rows(opts: CodeSeedOptions, seed: int) -> list[dict[str, Any]]:

@@ -30,10 +30,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SeedModelOptions:
-    seed_levels: dict[str, int] = field(default_factory=lambda: {"2": 1500, "3": 1500, "4": 100})
-    """Worked examples per level (number of operands)."""
-    max_operand: int = 99
+class TinyBuildOptions:
+    """A seed model's size and its from-scratch SFT recipe (shared by the demos' seed models)."""
+
     hidden_size: int = 128
     intermediate_size: int = 384
     num_hidden_layers: int = 4
@@ -42,6 +41,17 @@ class SeedModelOptions:
     lr: float = 2e-3
     batch_size: int = 64
     max_length: int = 160
+    seed: int | None = None
+    """Seed of the build (which seed problems, initial weights, data order); None = the run's seed.
+    Fixing it makes the seed model a fixed starting point, like a pretrained base model, that
+    runs with different seeds start from."""
+
+
+@dataclass
+class SeedModelOptions(TinyBuildOptions):
+    seed_levels: dict[str, int] = field(default_factory=lambda: {"2": 1500, "3": 1500, "4": 100})
+    """Worked examples per level (number of operands)."""
+    max_operand: int = 99
     hinted_fraction: float = 0.0
     """Share of seed rationales also shown with the answer hint in the prompt (``hint_template``), so
     the model knows the hinted prompt format that STaR rationalization uses; always stored with
@@ -55,10 +65,6 @@ class SeedModelOptions:
     validation_size: int = 200
     """Held-out seed-split chains of the highest level for ``target_accuracy`` (never trained on)."""
     check_every: int = 10
-    seed: int | None = None
-    """Seed of the build (which seed problems, initial weights, data order); None = the run's seed.
-    Fixing it makes the seed model a fixed starting point, like a pretrained base model, that
-    runs with different seeds start from."""
 
 
 def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
@@ -102,8 +108,8 @@ def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -
     return [(opts.hint_template.format(prompt=r["expr"], answer=r["answer"]), r) for r in picked]
 
 
-def train_config(opts: Any, seed: int) -> TrainConfig:
-    """The seed model's SFT recipe, in TRL's names (``opts``: epochs, lr, batch_size, max_length)."""
+def train_config(opts: TinyBuildOptions, seed: int) -> TrainConfig:
+    """The seed model's SFT recipe, in TRL's names."""
     return TrainConfig(sft=SFTSection(enabled=True, args={
         "num_train_epochs": opts.epochs, "learning_rate": opts.lr, "per_device_train_batch_size": opts.batch_size,
         "max_length": opts.max_length, "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "seed": seed,
@@ -123,7 +129,7 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
                         lambda init_dir: stop_callbacks(opts, seed, init_dir, prompt_cfg))
 
 
-def build_cached(name: str, opts: Any, pairs: list[tuple[str, str]], prompt_cfg: PromptConfig, cache_dir: str | Path,
+def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]], prompt_cfg: PromptConfig, cache_dir: str | Path,
                  seed: int, stops: Callable[[Path], list[StopAtAccuracy]] | None = None) -> Path:
     """Train a tiny Llama (sized by ``opts``) from scratch on (problem text, completion) ``pairs`` with a
     character tokenizer, and cache it under a hash of ``opts``, the prompt config and ``seed``;
