@@ -10,7 +10,9 @@ Limits, per job:
 
 - wall clock: the parent waits with a deadline and SIGKILLs a worker that overruns
   (this also stops hangs inside C code, where an in-process ``signal.alarm`` cannot), then
-  starts a replacement; the job is reported as ``timeout``;
+  starts a replacement; the job is reported as ``timeout``. A job that finished past its limit
+  (the worker measures its own run time) is a ``timeout`` too, even when a busy parent only reads
+  its answer after the deadline;
 - memory: the worker sets ``RLIMIT_AS`` to ``memory_mb`` before the job, so an allocation
   beyond it raises ``MemoryError`` (reported as ``memory``; the worker is then replaced);
 - CPU: ``RLIMIT_CPU`` is set a little past the deadline, so a worker whose parent died
@@ -293,7 +295,7 @@ class WorkerPool:
                         continue
                     idx, start, _ = busy.pop(w)
                     try:
-                        job_idx, outcome = conn.recv()
+                        reply = conn.recv()
                     except (EOFError, OSError):
                         code = w.proc.poll()
                         results[idx] = Outcome("crashed", detail=f"worker died (exit status {code})",
@@ -301,8 +303,11 @@ class WorkerPool:
                         w.kill()
                         starting.append(self._replace(held, w))
                         continue
+                    job_idx, outcome, ran = reply
                     assert job_idx == idx
                     status, value, detail = outcome
+                    if status == "ok" and ran > timeout:  # finished past its limit; the parent was busy elsewhere
+                        status, value, detail = "timeout", None, f"exceeded {timeout:g}s"
                     results[idx] = Outcome(status, value, detail, time.monotonic() - start)
                     if status == "memory" or not w.alive():
                         w.kill()

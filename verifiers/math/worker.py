@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import resource
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -82,6 +83,7 @@ def serve(fd: int, preload: Sequence[str] = (), quick: bool = False) -> None:
             fn = functions[function] = getattr(importlib.import_module(module_name), attr)
         restart = False
         _set_limits(limits["memory_mb"], limits["cpu_seconds"])
+        began = time.monotonic()
         try:
             outcome = ("ok", fn(*args), "")
         except MemoryError:
@@ -93,7 +95,7 @@ def serve(fd: int, preload: Sequence[str] = (), quick: bool = False) -> None:
         finally:
             _lift_limits()
         try:
-            conn.send((job_id, outcome))
+            conn.send((job_id, outcome, time.monotonic() - began))
         except (OSError, MemoryError):
             return
         if restart:
