@@ -124,15 +124,18 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
     if opts.seed is not None:
         seed = opts.seed
     rows = seed_rows(opts, seed)
-    pairs = [(r["expr"], r["rationale"]) for r in rows] + [(text, r["rationale"]) for text, r in hinted_rows(opts, rows, seed)]
+    plain = [(r["expr"], r["rationale"]) for r in rows]
+    pairs = plain + [(text, r["rationale"]) for text, r in hinted_rows(opts, rows, seed)]
     return build_cached("arithmetic", opts, pairs, prompt_cfg, cache_dir, seed,
-                        lambda init_dir: stop_callbacks(opts, seed, init_dir, prompt_cfg))
+                        lambda init_dir: stop_callbacks(opts, seed, init_dir, prompt_cfg), tokenizer_pairs=plain)
 
 
 def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]], prompt_cfg: PromptConfig, cache_dir: str | Path,
-                 seed: int, stops: Callable[[Path], list[StopAtAccuracy]] | None = None) -> Path:
+                 seed: int, stops: Callable[[Path], list[StopAtAccuracy]] | None = None,
+                 tokenizer_pairs: list[tuple[str, str]] | None = None) -> Path:
     """Train a tiny Llama (sized by ``opts``) from scratch on (problem text, completion) ``pairs`` with a
-    character tokenizer, and cache it under a hash of ``opts``, the prompt config and ``seed``;
+    character tokenizer trained on ``tokenizer_pairs`` (default: ``pairs``; its token ids follow character
+    frequencies there), and cache it under a hash of ``opts``, the prompt config and ``seed``;
     ``stops(init_dir)`` gives early stops. Returns the model directory (cached: no training)."""
     key_src = json.dumps({"opts": asdict(opts), "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
@@ -141,7 +144,7 @@ def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]]
         log.info("seed model: cached at %s", final / "model")
         return final / "model"
     log.info("seed model: building %s (first use)", final)
-    tok = build_char_tokenizer([text + completion for text, completion in pairs])
+    tok = build_char_tokenizer([text + completion for text, completion in tokenizer_pairs or pairs])
     spec = TinyModelSpec(hidden_size=opts.hidden_size, intermediate_size=opts.intermediate_size,
                          num_hidden_layers=opts.num_hidden_layers, num_attention_heads=opts.num_attention_heads,
                          num_key_value_heads=opts.num_attention_heads)
