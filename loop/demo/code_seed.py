@@ -6,17 +6,14 @@ like the arithmetic demo's seed model (see ``seed_model.build_cached``).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import PromptConfig, build
-from starloop.loop.demo.seed_model import TinyBuildOptions, build_cached
+from starloop.loop.demo.seed_model import TinyBuildOptions, build_cached, rows_per_level
 from starloop.loop.runtime.models import register_builtin_model
 from starloop.loop.tasks.listfn import ListFnOptions, generate
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,16 +32,12 @@ class CodeSeedOptions(TinyBuildOptions):
 
 def seed_rows(opts: CodeSeedOptions, seed: int) -> list[dict[str, Any]]:
     """Seed-split problems with their reference programs, level by level."""
-    rows = []
-    for level, count in sorted(opts.seed_levels.items(), key=lambda kv: int(kv[0])):
-        o = build(ListFnOptions, {**opts.task, "split": "seed", "levels": [int(level)], "per_level": count},
+    def draw(level: int, count: int) -> list[dict[str, Any]]:
+        o = build(ListFnOptions, {**opts.task, "split": "seed", "levels": [level], "per_level": count},
                   prefix="model.builtin_options.task.")
-        got = generate(o, seed, at_most=True)
-        if len(got) < count:
-            log.warning("seed model: level %s has only %d distinct seed-split problems (asked for %d)", level,
-                        len(got), count)
-        rows += got
-    return rows
+        return generate(o, seed, at_most=True)
+
+    return rows_per_level(opts.seed_levels, draw)
 
 
 @register_builtin_model("listfn")

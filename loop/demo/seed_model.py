@@ -67,17 +67,24 @@ class SeedModelOptions(TinyBuildOptions):
     check_every: int = 10
 
 
-def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
-    """Worked rationales {expr, answer, level, rationale} of the seed split."""
+def rows_per_level(seed_levels: dict[str, int], draw: Callable[[int, int], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``draw(level, count)`` for every level in ascending order, concatenated; warns about a level that has
+    fewer distinct seed-split problems than asked for."""
     rows = []
-    for level, count in sorted(opts.seed_levels.items(), key=lambda kv: int(kv[0])):
-        o = ArithmeticOptions(split="seed", levels=[int(level)], per_level=count, max_operand=opts.max_operand)
-        got = generate(o, seed, at_most=True)
+    for level, count in sorted(seed_levels.items(), key=lambda kv: int(kv[0])):
+        got = draw(int(level), count)
         if len(got) < count:
             log.warning("seed model: level %s has only %d distinct seed-split problems (asked for %d)", level,
                         len(got), count)
         rows += got
     return rows
+
+
+def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
+    """Worked rationales {expr, answer, level, rationale} of the seed split."""
+    return rows_per_level(opts.seed_levels, lambda level, count: generate(
+        ArithmeticOptions(split="seed", levels=[level], per_level=count, max_operand=opts.max_operand), seed,
+        at_most=True))
 
 
 def validation_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
