@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starloop.loop.config import ConfigError, DatasetConfig, build
 from starloop.loop.tasks.registry import register_adapter
@@ -23,6 +24,7 @@ from starloop.verifiers.arithmetic import evaluate_chain, rationale, render
 from starloop.verifiers.records import Problem
 
 SPLITS = ("train", "eval", "seed")
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,21 +82,15 @@ def generate(o: ArithmeticOptions, seed: int, *, at_most: bool = False) -> list[
     rows, seen = [], set()
     for level in o.levels:
         rng = random.Random(f"{seed}-{stream}-{level}")
-        tries = 0
-        count = 0
-        want = o.counts.get(str(level), o.per_level)
-        while count < want:
-            tries += 1
-            if tries > 200 * want:
-                if at_most:
-                    break
-                raise ValueError(f"cannot draw {want} distinct level-{level} problems for {o.split}")
+
+        def chain(level: int = level, rng: random.Random = rng) -> tuple[str, tuple[list[int], list[str]]]:
             operands, ops = _random_chain(rng, level, o)
-            expr = render(operands, ops)
-            if expr in seen or split_of(expr, o.eval_share, o.seed_share) != o.split:
-                continue
-            seen.add(expr)
-            count += 1
+            return render(operands, ops), (operands, ops)
+
+        want = o.counts.get(str(level), o.per_level)
+        drawn = draw_distinct(chain, want, seen, lambda expr: split_of(expr, o.eval_share, o.seed_share) == o.split,
+                              max_tries=200 * want, at_most=at_most, what=f"level-{level} problems for {o.split}")
+        for count, (expr, (operands, ops)) in enumerate(drawn, 1):
             rows.append(
                 {
                     "id": f"{o.split}-L{level}-{count:05d}",
@@ -105,6 +101,27 @@ def generate(o: ArithmeticOptions, seed: int, *, at_most: bool = False) -> list[
                 }
             )
     return rows
+
+
+def draw_distinct(draw: Callable[[], tuple[str, T]], want: int, seen: set[str], in_split: Callable[[str], bool],
+                  accept: Callable[[T], bool] = lambda item: True, *, max_tries: int, at_most: bool,
+                  what: str) -> list[tuple[str, T]]:
+    """Up to ``want`` (text, item) pairs from ``draw()`` whose text is new (not in ``seen``, which grows), in this
+    split and accepted. More than ``max_tries`` draws raise, unless ``at_most`` (then: as many as were found)."""
+    out: list[tuple[str, T]] = []
+    tries = 0
+    while len(out) < want:
+        tries += 1
+        if tries > max_tries:
+            if at_most:
+                break
+            raise ValueError(f"cannot draw {want} distinct {what}")
+        text, item = draw()
+        if text in seen or not in_split(text) or not accept(item):
+            continue
+        seen.add(text)
+        out.append((text, item))
+    return out
 
 
 def options_from(cfg: DatasetConfig) -> ArithmeticOptions:

@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from starloop.loop.config import ConfigError, DatasetConfig, build
-from starloop.loop.tasks.arithmetic import SPLITS, split_of
+from starloop.loop.tasks.arithmetic import SPLITS, draw_distinct, split_of
 from starloop.loop.tasks.registry import register_adapter
 from starloop.verifiers.records import Problem
 
@@ -153,24 +153,23 @@ def generate(o: ListFnOptions, seed: int, *, at_most: bool = False) -> list[dict
     rows, seen = [], set()
     for level in o.levels:
         rng = random.Random(f"listfn-{seed}-{stream}-{level}")
-        want, count, tries = o.counts.get(str(level), o.per_level), 0, 0
-        while count < want:
-            tries += 1
-            if tries > 50 * want:
-                if at_most:
-                    break
-                raise ValueError(f"cannot draw {want} distinct level-{level} listfn problems for {o.split}")
+
+        def problem(level: int = level, rng: random.Random = rng) -> tuple[str, tuple[tuple[str, ...], list[list[int]]]]:
             names, inputs = _draw(rng, level, o)
+            return render(names, inputs[: o.shown]), (names, inputs)
+
+        def fits(item: tuple[tuple[str, ...], list[list[int]]]) -> bool:
+            names, inputs = item
             shown, hidden = inputs[: o.shown], inputs[o.shown:]
-            prompt = render(names, shown)
-            if prompt in seen or split_of(prompt, o.eval_share, o.seed_share) != o.split:
-                continue
-            if not all(apply(names, x) for x in shown) or not well_posed(names, shown, hidden, ops):
-                continue
-            seen.add(prompt)
-            count += 1
+            return all(apply(names, x) for x in shown) and well_posed(names, shown, hidden, ops)
+
+        want = o.counts.get(str(level), o.per_level)
+        drawn = draw_distinct(problem, want, seen, lambda p: split_of(p, o.eval_share, o.seed_share) == o.split, fits,
+                              max_tries=50 * want, at_most=at_most, what=f"level-{level} listfn problems for {o.split}")
+        for count, (prompt, (names, inputs)) in enumerate(drawn, 1):
             rows.append({"id": f"{o.split}-F{level}-{count:05d}", "prompt": prompt, "tests": tests(names, inputs),
-                         "solution": program(names, shown[0] if o.worked else None), "level": level, "ops": list(names)})
+                         "solution": program(names, inputs[0] if o.worked else None), "level": level,
+                         "ops": list(names)})
     return rows
 
 
