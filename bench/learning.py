@@ -9,7 +9,8 @@ variant. Suite ``demo``: ``sft`` (configs/demo.yaml, the loop), ``control`` (the
 same training steps on the seed data alone), ``no_rationalization``, ``unfiltered`` (no verifier
 filter), from configs/ablations/, ``adaptive`` (the loop with ``sampling.adaptive``, capped at
 ``sampling.n`` samples per problem), the preference-training variants ``sft_dpo``, ``sft_rpo``,
-``rpo_only``, ``sft_rpo_rationales`` and the loop from seed models of other build seeds
+``rpo_only``, ``sft_rpo_rationales`` (their failed texts cut where they depart from the chosen one;
+``*_whole``: whole texts, the earlier recipe) and the loop from seed models of other build seeds
 (``build_seed_1``, ``build_seed_2``). ``--variants`` picks a subset. Suite ``code``:
 configs/demo-code.yaml (see SUITES).
 
@@ -47,7 +48,7 @@ cached (``$STARLOOP_CACHE``; measured: about 65 s per iteration of ``sft``, samp
 training 15 s of it, plus about 20 s of start-up per invocation); the seed model's build, about
 4 minutes, happens once per cache. The control is faster (it samples 8 problems per iteration:
 about 25 s per iteration). ``--eval-size 1000`` adds about 15 s per evaluation, 2-3 minutes per
-run. All 11 variants x 3 seeds: about 5-6 hours. The load average is printed at the start and the
+run. All 14 variants x 3 seeds: about 7-8 hours. The load average is printed at the start and the
 end: on a shared machine other work slows every number.
 """
 
@@ -101,6 +102,13 @@ SUITES = {
         Variant("sft_rpo", "configs/ablations/sft_rpo.yaml"),
         Variant("rpo_only", "configs/ablations/rpo_only.yaml"),
         Variant("sft_rpo_rationales", "configs/ablations/sft_rpo.yaml", ("pairs.rationales_as_chosen=true",)),
+        # The same with whole rejected texts and the earlier learning rates (2e-5 after SFT, 1e-4 alone):
+        # the recipe the cut replaced (see configs/ablations/sft_dpo.yaml).
+        Variant("sft_dpo_whole", "configs/ablations/sft_dpo.yaml",
+                ("pairs.cut_rejected=none", "train.dpo.learning_rate=2.0e-5")),
+        Variant("sft_rpo_whole", "configs/ablations/sft_rpo.yaml",
+                ("pairs.cut_rejected=none", "train.dpo.learning_rate=2.0e-5")),
+        Variant("rpo_only_whole", "configs/ablations/rpo_only.yaml", ("pairs.cut_rejected=none",)),
         # The loop from seed models built with other seeds (is the seed model a lottery?); data.real replays
         # each one's own seed set.
         Variant("build_seed_1", "configs/demo.yaml", ("model.builtin_options.seed=1", "data.real.options.seed=1")),

@@ -100,9 +100,10 @@ def evaluate_model(model: str | Path | None = None, *, config: str | Path | None
 
 
 def build_pairs(verified_rows: Sequence[dict[str, Any]], *, strategy: str = "random", per_prompt: int = 2,
-                exclude_truncated: bool = True, seed: int = 0,
-                verifier: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                exclude_truncated: bool = True, seed: int = 0, verifier: str | None = None,
+                cut_rejected: str = "none") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """DPO preference rows (TRL's format plus provenance) and their counts from verified rows (what
     ``starloop verify`` writes), as ``starloop pairs`` builds them."""
     return pairs_from_verified_rows(list(verified_rows), "verified rows", verifier=verifier, strategy=strategy,
-                                    per_prompt=per_prompt, exclude_truncated=exclude_truncated, seed=seed)
+                                    per_prompt=per_prompt, exclude_truncated=exclude_truncated, seed=seed,
+                                    cut_rejected=cut_rejected)

@@ -185,6 +185,7 @@ PAIR_COLUMNS: dict[str, str] = {
     "chosen_seed": "int64",
     "rejected_seed": "int64",
     "chosen_hinted": "bool",
+    "rejected_cut": "string",
 }
 
 
@@ -219,7 +220,9 @@ def pair_row(chosen: Sample, rejected: Sample, strategy: str) -> dict[str, Any]:
         "chosen_seed": chosen.seed,
         "rejected_seed": rejected.seed,
         "chosen_hinted": chosen.hinted,  # a STaR rationale (written with the answer as a hint)
+        "rejected_cut": None,  # set by the pairs stage when it cuts the rejected text
     }
+
 
 
 # ---------------------------------------------------------------------------------------------- users' rows

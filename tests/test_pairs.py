@@ -10,6 +10,7 @@ from starloop.loop.cli.main import main
 from starloop.loop.config import VerifyConfig
 from starloop.loop.records import PAIR_COLUMNS, Sample, sample_to_row
 from starloop.loop.runtime.preference_dataset import HUB_FILES
+from starloop.loop.runtime.text import cut_at_departure
 from starloop.loop.stages.pairs import STRATEGIES, build_pairs, with_rationales
 from starloop.loop.stages.verify import verify_samples
 from starloop.verifiers.records import Problem, Verdict
@@ -339,3 +340,49 @@ def test_rationales_are_chosen_only_for_problems_without_an_own_verified_sample(
     assert not any(r["chosen_hinted"] for r in rows if r["problem_id"] == "solved")
     # without the option the failed problem gives no pair
     assert {r["problem_id"] for r in build_pairs(verified, per_prompt=2, seed=0)[0]} == {"solved"}
+
+
+@pytest.mark.parametrize("chosen,rejected,cut,expected", [
+    # The slip is in line 3 ("24" for 23); the rest of the failed chain computes correctly from it.
+    ("=9+8+6+9\n=17+6+9\n=23+9\n=32\n#### 32", "=9+8+6+9\n=17+6+9\n=24+9\n=33\n#### 33", "step",
+     "=9+8+6+9\n=17+6+9\n=24+9\n"),
+    ("=9+8+6+9\n=17+6+9\n=23+9\n=32\n#### 32", "=9+8+6+9\n=17+6+9\n=24+9\n=33\n#### 33", "word",
+     "=9+8+6+9\n=17+6+9\n=24"),
+    ("=9+8+6+9\n=17+6+9\n=23+9\n=32\n#### 32", "=9+8+6+9\n=17+6+9\n=23+9\n=32\n#### 32 and more", "word",
+     "=9+8+6+9\n=17+6+9\n=23+9\n=32\n#### 32 "),  # departs at a space: the one character
+    ("x = sort(x)\nreturn x", "x = sorted_list(x)\nreturn x", "word", "x = sorted_list"),
+    ("a\nb\nc", "a\nb", "step", "a\nb"),  # stopped early: the stop is the departure, nothing to cut
+    ("a\nb\nc", "a\nb\nd and\nmore", "step", "a\nb\nd and\n"),
+    ("a\nb", "a\nz", "step", "a\nz"),  # the departing line is the last: up to the end
+    ("=1\n", "=2\n=3", "none", "=2\n=3"),
+])
+def test_cut_at_departure(chosen, rejected, cut, expected):
+    assert cut_at_departure(chosen, rejected, cut) == expected
+
+
+def test_cut_rejected_pairs_keep_the_chosen_whole_and_record_the_cut():
+    chosen = "=9+8+6+9\n=17+6+9\n=23+9\n=32\n#### 32"
+    pool = [C("p1", chosen), C("p1", "=9+8+6+9\n=17+6+9\n=24+9\n=33\n#### 33", "wrong"),
+            C("p2", "=4\n#### 4"), C("p2", "=4\n", "unparseable")]  # p2's rejected stopped early
+    rows, st = build_pairs(pool, per_prompt=2, cut_rejected="step")
+    by_id = {r["problem_id"]: r for r in rows}
+    assert by_id["p1"]["chosen"] == chosen and by_id["p1"]["rejected"] == "=9+8+6+9\n=17+6+9\n=24+9\n"
+    assert by_id["p1"]["rejected_cut"] == "step"
+    assert by_id["p2"]["rejected"] == "=4\n" and by_id["p2"]["rejected_cut"] is None
+    assert st["rejected_cut"] == 1 and all(set(r) == set(PAIR_COLUMNS) for r in rows)
+    whole, st0 = build_pairs(pool, per_prompt=2)
+    assert [r["rejected_cut"] for r in whole] == [None, None] and st0["rejected_cut"] == 0
+    with pytest.raises(ValueError, match="cut_rejected"):
+        build_pairs(pool, cut_rejected="line")
+
+
+def test_pairs_cli_cuts_rejected_from_the_config(tmp_path):
+    inp, out = tmp_path / "verified.jsonl", tmp_path / "pairs"
+    _write(inp, _verified_rows())
+    assert main(["pairs", "--input", str(inp), "--output", str(out), "--set", "pairs.cut_rejected=word"]) == 0
+    rows = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    assert rows and all(r["rejected_cut"] in (None, "word") for r in rows)
+    assert any(r["rejected_cut"] == "word" for r in rows)
+    assert json.loads((out / "stats.json").read_text())["settings"]["cut_rejected"] == "word"
+    assert main(["pairs", "--input", str(inp), "--output", str(tmp_path / "p2"), "--set",
+                 "pairs.cut_rejected=lines"]) == 2

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                        description="Pair verified-correct with failed completions of the same prompt.")
     p.add_argument("--input", required=True, type=Path, help="verified JSONL (`starloop verify` output or verified.jsonl)")
     p.add_argument("--output", required=True, type=Path, help="dataset folder to create")
-    add_config_args(p, what="a pairs section (pairs.strategy, pairs.per_prompt, pairs.exclude_truncated)",
+    add_config_args(p, what="a pairs section (pairs.strategy, pairs.per_prompt, pairs.exclude_truncated, pairs.cut_rejected)",
                     default="the pairs section's defaults")
     p.add_argument("--strategy", choices=STRATEGIES, default=None, help="pairing strategy (default: pairs.strategy)")
     p.add_argument("--per-prompt", type=int, default=None, help="at most this many pairs per prompt "
@@ -49,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--per-prompt must be >= 1, got {per_prompt}")
     rows, stats = pairs_from_verified_rows(read_jsonl(args.input), args.input, verifier=args.verifier,
                                            strategy=strategy, per_prompt=per_prompt,
-                                           exclude_truncated=exclude_truncated, seed=args.seed)
+                                           exclude_truncated=exclude_truncated, seed=args.seed,
+                                           cut_rejected=cfg.cut_rejected)
     if not rows:
         raise InputError(f"{args.input}: {no_pairs_message(stats)}")
     meta = {"input": str(args.input), "strategy": strategy, "per_prompt": per_prompt,
-            "include_truncated": not exclude_truncated, "seed": args.seed}
+            "include_truncated": not exclude_truncated, "seed": args.seed, "cut_rejected": cfg.cut_rejected}
     with atomic_dir(args.output, args.overwrite) as tmp:
         write_dataset(rows, stats, tmp, meta)
     print(f"{stats['pairs']} pairs from {stats['prompts_with_pairs']} of {stats['prompts']} prompts "

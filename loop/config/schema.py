@@ -211,6 +211,13 @@ class PairsConfig:
     """For a problem none of whose own samples was verified, use the rationalize stage's verified
     rationales (stored under the hint-free prompt) as the chosen side against its failed samples:
     the problems the model cannot yet solve then give pairs too."""
+    cut_rejected: Literal["none", "step", "word"] = "none"
+    """Cut the rejected completion right after the point where it first departs from the chosen one:
+    ``step``, at the end of that line (a reasoning step); ``word``, at the end of that word (or
+    symbol); ``none`` keeps it whole. After its first slip a failed chain often computes correctly
+    from the wrong value; DPO on the whole text pushes that correct work down as well (step-level
+    preferences, as in Step-DPO). The text the two completions share cancels in the DPO loss either
+    way; the chosen completion is kept whole."""
 
 
 @dataclass

@@ -59,3 +59,31 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
         total += len(grams)
         unique.update(grams)
     return len(unique) / total if total else 0.0
+
+
+CUTS: tuple[str, ...] = ("none", "step", "word")
+
+
+def cut_at_departure(chosen: str, rejected: str, cut: str) -> str:
+    """``rejected`` up to the end of the line (``cut="step"``) or word (``"word"``: a run of letters,
+    digits and underscores, or else the one character) in which it first differs from ``chosen``;
+    whole with ``"none"``, or when it is a prefix of ``chosen`` (it stopped early: the stop is the
+    departure)."""
+    if cut == "none":
+        return rejected
+    if cut not in CUTS:
+        raise ValueError(f"unknown cut {cut!r}; known: {list(CUTS)}")
+    k = 0
+    while k < len(chosen) and k < len(rejected) and chosen[k] == rejected[k]:
+        k += 1
+    if k >= len(rejected):
+        return rejected
+    if cut == "step":
+        end = rejected.find("\n", k)
+        return rejected if end < 0 else rejected[:end + 1]
+    if not (rejected[k].isalnum() or rejected[k] == "_"):
+        return rejected[:k + 1]
+    end = k
+    while end < len(rejected) and (rejected[end].isalnum() or rejected[end] == "_"):
+        end += 1
+    return rejected[:end]

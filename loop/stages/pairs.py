@@ -25,6 +25,14 @@ Strategies (each orders all (chosen, rejected) combinations of a prompt; ties in
     ``length_matched``: the smallest length difference (characters) first, so that the preference
     is not a length preference (DPO otherwise learns "longer/shorter is better").
 
+Cut rejected (``cut_rejected``: ``step`` / ``word``)
+    The rejected text ends with the line (or word) where it first departs from the chosen one
+    (``text.cut_at_departure``; ``rejected_cut`` records the cut). A failed chain usually goes on
+    computing correctly from its first wrong value, and DPO on the whole text pushes that correct
+    work down too: on the demo, one DPO step from the iteration-1 SFT model (30 steps, learning rate
+    2e-5) took held-out pass@1 from 59.1% to 26.0% with whole rejected texts and to 52.4% (step) /
+    51.9% (word) with cut ones.
+
 Selection, at most ``per_prompt`` pairs per prompt: the combinations are taken in the strategy's
 order, first only those whose chosen and rejected are both still unused (k pairs use k distinct
 chosen and k distinct rejected completions where the prompt has that many), then the remaining
@@ -42,7 +50,7 @@ from typing import Any, Literal
 
 from starloop.loop.records import Sample, pair_row, samples_from_verified_rows
 from starloop.loop.runtime.context import RunContext, Stage
-from starloop.loop.runtime.text import jaccard, normalize, shingles
+from starloop.loop.runtime.text import CUTS, cut_at_departure, jaccard, normalize, shingles
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +99,7 @@ def build_pairs(
     per_prompt: int = 2,
     exclude_truncated: bool = True,
     seed: int = 0,
+    cut_rejected: str = "none",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Preference rows (TRL format plus provenance) from verified samples, grouped by prompt text
     (by problem id for samples without a prompt).
@@ -106,6 +115,8 @@ def build_pairs(
         raise ValueError(f"unknown pairing strategy {strategy!r}; known: {list(STRATEGIES)}")
     if per_prompt < 1:
         raise ValueError(f"pairs per prompt must be >= 1, got {per_prompt}")
+    if cut_rejected not in CUTS:
+        raise ValueError(f"unknown cut_rejected {cut_rejected!r}; known: {list(CUTS)}")
     # The prompt text groups the pairs; candidates without a prompt are grouped by problem id.
     groups: dict[tuple[str, str], list[Sample]] = defaultdict(list)
     for c in candidates:
@@ -152,12 +163,17 @@ def build_pairs(
             continue
         stats["prompts_with_pairs"] += 1
         for i, j in _pick(_order(strategy, pos, neg, rng), per_prompt):
-            rows.append(pair_row(pos[i], neg[j], strategy))
+            row = pair_row(pos[i], neg[j], strategy)
+            row["rejected"] = cut_at_departure(row["chosen"], row["rejected"], cut_rejected)
+            if row["rejected"] != neg[j].completion:
+                row["rejected_cut"] = cut_rejected
+            rows.append(row)
             rejected_reasons[neg[j].verdict.reason] += 1
             length_gap += abs(len(pos[i].completion) - len(neg[j].completion))
     stats["pairs"] = len(rows)
     stats["rejected_by_reason"] = dict(rejected_reasons)
     stats["mean_abs_length_diff"] = round(length_gap / len(rows), 2) if rows else 0.0
+    stats["rejected_cut"] = sum(r["rejected_cut"] is not None for r in rows)
     return rows, stats
 
 
@@ -202,11 +218,14 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     if p.rationales_as_chosen:
         candidates, rescued = with_rationales(candidates, ctx.files.rationales(it))
     rows, stats = build_pairs(candidates, strategy=p.strategy, per_prompt=p.per_prompt,
-                              exclude_truncated=p.exclude_truncated, seed=ctx.seed("pairs", it))
+                              exclude_truncated=p.exclude_truncated, seed=ctx.seed("pairs", it),
+                              cut_rejected=p.cut_rejected)
     stats["problems_chosen_from_rationales"] = rescued
     ctx.files.write_rows(out, "pairs", rows)
-    log.info("pairs: %d pairs from %d of %d prompts (%s%s)", len(rows), stats["prompts_with_pairs"], stats["prompts"],
-             p.strategy, f", {rescued} problems with a rationale as chosen" if p.rationales_as_chosen else "")
+    log.info("pairs: %d pairs from %d of %d prompts (%s%s%s)", len(rows), stats["prompts_with_pairs"], stats["prompts"],
+             p.strategy, f", {rescued} problems with a rationale as chosen" if p.rationales_as_chosen else "",
+             f", {stats['rejected_cut']} rejected cut at their first departure ({p.cut_rejected})"
+             if p.cut_rejected != "none" else "")
     return stats
 
 
