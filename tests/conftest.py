@@ -44,8 +44,11 @@ def tiny_model(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def starloop_cache(tmp_path_factory) -> Path:
-    """A session-wide cache for built-in seed models (shared by the integration tests)."""
-    path = tmp_path_factory.mktemp("cache")
+    """A session-wide cache for built-in seed models (shared by the integration tests); with
+    ``STARLOOP_TEST_CACHE`` set, that folder (a cache kept across sessions: the slow demo tests then
+    skip the seed-model builds they have already done)."""
+    kept = os.environ.get("STARLOOP_TEST_CACHE")
+    path = Path(kept) if kept else tmp_path_factory.mktemp("cache")
     os.environ["STARLOOP_CACHE"] = str(path)
     return path
 
