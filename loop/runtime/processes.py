@@ -202,10 +202,24 @@ def main(argv: list[str] | None = None) -> int:
         value = fn(*args)
         if rank == 0:
             write_bytes_atomic(spec.with_name(f"{stem}.result.pkl"), pickle.dumps(value))
+        _leave_process_group()
     except BaseException as exc:
         error.write_text(traceback.format_exc() + f"\n{type(exc).__name__}: {exc}\n")
         raise
     return 0
+
+
+def _leave_process_group() -> None:
+    """Ranks of a distributed job leave together (barrier, then destroy the process group): a rank that
+    exits while another still tears its connections down can fail the whole launch at interpreter exit,
+    after the work is done."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist  # heavy: deferred (torch is already loaded when a job used it)
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
