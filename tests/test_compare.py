@@ -90,6 +90,24 @@ def test_per_run_keys_do_not_split_an_experiment(tmp_path):
     assert [(s["iteration"], s["n"]) for s in groups[0].stats()] == [(0, 2), (1, 2)]
 
 
+def test_a_run_made_before_a_setting_existed_groups_with_its_seeds(tmp_path):
+    """A run's config.yaml without a setting added since (here pairs.cut_rejected) counts it at its
+    default, as the run would resume today; a non-default value still splits the experiment."""
+    import yaml
+
+    old = fake_run(tmp_path / "old", [0.1, 0.2], overrides=("seed=0",))
+    data = yaml.safe_load((old / "config.yaml").read_text())
+    del data["pairs"]["cut_rejected"]
+    (old / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    new = fake_run(tmp_path / "new", [0.3, 0.4], overrides=("seed=1",))
+    cut = fake_run(tmp_path / "cut", [0.5, 0.6], overrides=("seed=2", "pairs.cut_rejected=word"))
+    groups = read_groups([old, new, cut])
+    assert [(g.label, [r.root.name for r in g.runs]) for g in groups] == [("demo", ["old", "new"]), ("demo #2", ["cut"])]
+    data["pairs"]["no_such_setting"] = 1  # not today's schema: compared as written, so its own experiment
+    (old / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert len(read_groups([old, new])) == 2
+
+
 def test_labels_name_each_run_and_split_but_never_merge_experiments(runs):
     groups = read_groups(runs, ["sft", "sft", "other", "control"])
     assert [(g.label, len(g.runs)) for g in groups] == [("sft", 2), ("other", 1), ("control", 1)]

@@ -1,7 +1,8 @@
 """Several runs side by side: held-out pass@1 per iteration of each run, read from the run
 directories alone (``metrics.jsonl``, ``config.yaml``), drawn in one PNG (``starloop report --compare``).
 
-Runs of one experiment are grouped: runs whose resolved configs are equal once the keys that differ
+Runs of one experiment are grouped: runs whose resolved configs (read with today's schema, so a
+setting added since a run was made counts at its default) are equal once the keys that differ
 between seeds of one experiment are left out (:data:`PER_RUN_KEYS`: the seed, the run's name and
 where it lives, and what may change between invocations of a run) form a group, drawn as the mean
 over its runs with a band from the lowest to the highest run, labelled with ``n=<runs>``.
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from starloop.loop.config import ConfigError, RunConfig, build, to_plain
 from starloop.loop.errors import InputError
 from starloop.loop.runtime.rundir import RESUMABLE_KEYS, RunDir, digest
 
@@ -76,7 +78,12 @@ def _config(root: Path) -> dict[str, Any] | None:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"{path} is not readable YAML ({type(exc).__name__})") from None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    try:  # with the settings added since the run wrote it at their defaults, as the run resumed today would
+        return to_plain(build(RunConfig, data))
+    except (ConfigError, TypeError, ValueError):
+        return data  # a key since removed or renamed: compared as written
 
 
 def read_curve(root: str | Path, label: str | None = None) -> RunCurve:
