@@ -376,6 +376,17 @@ def test_cut_rejected_pairs_keep_the_chosen_whole_and_record_the_cut():
         build_pairs(pool, cut_rejected="line")
 
 
+def test_failed_texts_that_cut_to_the_same_text_make_one_pair_with_a_chosen_text():
+    chosen = "=9+8\n=17\n#### 17"
+    pool = [C("p1", chosen), C("p1", "=9+8\n=18\n#### 18", "wrong"), C("p1", "=9+8\n=18\n#### 19", "wrong"),
+            C("p1", "=9+8\n=16\n#### 16", "wrong")]
+    rows, st = build_pairs(pool, per_prompt=3, cut_rejected="word", seed=3)
+    assert sorted(r["rejected"] for r in rows) == ["=9+8\n=16", "=9+8\n=18"]
+    assert st["duplicate_cut_pairs"] == 1 and st["pairs"] == 2
+    whole, st0 = build_pairs(pool, per_prompt=3, seed=3)  # uncut: three distinct pairs, as before
+    assert len(whole) == 3 and st0["duplicate_cut_pairs"] == 0
+
+
 def test_pairs_cli_cuts_rejected_from_the_config(tmp_path):
     inp, out = tmp_path / "verified.jsonl", tmp_path / "pairs"
     _write(inp, _verified_rows())
