@@ -224,7 +224,6 @@ def pair_row(chosen: Sample, rejected: Sample, strategy: str) -> dict[str, Any]:
     }
 
 
-
 # ---------------------------------------------------------------------------------------------- users' rows
 
 # Row fields that verifiers read from Problem.meta (code: HumanEval entry point, stub, imports).

@@ -178,7 +178,7 @@ def build_pairs(
                 row["rejected_cut"] = cut_rejected
             rows.append(row)
             rejected_reasons[neg[j].verdict.reason] += 1
-            length_gap += abs(len(pos[i].completion) - len(neg[j].completion))
+            length_gap += abs(len(row["chosen"]) - len(row["rejected"]))
     stats["pairs"] = len(rows)
     stats["rejected_by_reason"] = dict(rejected_reasons)
     stats["mean_abs_length_diff"] = round(length_gap / len(rows), 2) if rows else 0.0
