@@ -1,7 +1,8 @@
 """The driver: runs the stage graph of a run, in order, each stage recorded when it finishes.
 
     iteration 0: evaluate the starting model
-    iteration i: sample -> verify -> rationalize -> select -> pairs -> train -> evaluate
+    iteration i: sample -> [label] -> verify -> rationalize -> select -> pairs -> train -> evaluate
+                 (label: only with ``label.enabled``)
 
 Every stage writes its outputs into a fresh folder, renamed into ``iter-NNN/<stage>`` when it
 is complete and then recorded, with a fingerprint of its files, in the manifest (see
@@ -29,13 +30,14 @@ from starloop.loop.runtime.failpoints import failpoint
 from starloop.loop.runtime.hub import publish
 from starloop.loop.runtime.lock import RunLock
 from starloop.loop.runtime.rundir import RunDir, rebuild_metrics
-from starloop.loop.stages import evaluation, pairs, rationalize, sample, selection, train, verify
+from starloop.loop.stages import evaluation, label, pairs, rationalize, sample, selection, train, verify
 
 log = logging.getLogger("starloop")
 
 # The stages of one iteration, in order.
 STAGES: tuple[Stage, ...] = (
     sample.STAGE,
+    label.STAGE,
     verify.STAGE,
     rationalize.STAGE,
     selection.STAGE,
@@ -81,7 +83,8 @@ class Driver:
 
     def plan(self) -> list[tuple[int, Stage]]:
         """Every (iteration, stage) of the run, in order."""
-        return [(0, evaluation.STAGE)] + [(it, s) for it in range(1, self.cfg.iterations + 1) for s in STAGES]
+        stages = [s for s in STAGES if s.when is None or s.when(self.cfg)]
+        return [(0, evaluation.STAGE)] + [(it, s) for it in range(1, self.cfg.iterations + 1) for s in stages]
 
     def keys(self) -> list[str]:
         return [RunDir.key(it, s.name) for it, s in self.plan()]

@@ -22,6 +22,7 @@ from starloop.loop.config.schema import (
     DPOSection,
     EvalConfig,
     HubConfig,
+    LabelConfig,
     LaunchConfig,
     LoraSection,
     ModelConfig,
@@ -43,7 +44,7 @@ from starloop.loop.config.schema import (
 from starloop.loop.errors import ConfigError  # the config's own error, defined with the others
 
 __all__ = [
-    "MOVED", "ConfigError", "DPOSection", "DataConfig", "DatasetConfig", "EvalConfig", "LaunchConfig", "LoraSection",
+    "MOVED", "ConfigError", "DPOSection", "DataConfig", "DatasetConfig", "EvalConfig", "LabelConfig", "LaunchConfig", "LoraSection",
     "HubConfig", "ModelConfig", "OpenSection", "PairsConfig", "PromptConfig", "RationalizeConfig", "RunConfig", "RuntimeConfig",
     "SFTSection", "SamplingConfig", "SelectConfig", "ServerConfig", "TeacherConfig", "TrainConfig", "VerifyConfig", "build", "config_file",
     "did_you_mean", "diff_configs", "dump_config", "load_config", "load_section", "merge", "parse_yaml", "shipped", "to_plain",

@@ -353,8 +353,25 @@ def validate(cfg: RunConfig) -> None:
     if cfg.select.real_fraction > 0 and cfg.data.real is None:
         raise ConfigError("select.real_fraction > 0 needs data.real (a dataset of gold SFT rows)")
     _check_served(cfg.sampling)
+    _check_label(cfg)
     for name, check in _CHECKS.items():
         check(getattr(cfg, name))
+
+
+def _check_label(cfg: RunConfig) -> None:
+    """Unlabeled data only for training, and only with the label stage that labels it."""
+    lab = cfg.label
+    if not 0.0 < lab.min_agreement <= 1.0:
+        raise ConfigError(f"label.min_agreement: must be in (0, 1], got {lab.min_agreement}")
+    for name, ds in (("eval", cfg.data.eval), ("real", cfg.data.real)):
+        if ds is not None and (ds.unlabeled or any(p.unlabeled for p in ds.parts)):
+            raise ConfigError(f"data.{name}.unlabeled: only train data may be unlabeled ({name} data needs gold answers)")
+    train = cfg.data.train
+    if (train.unlabeled or any(p.unlabeled for p in train.parts)) and not lab.enabled:
+        raise ConfigError("data.train.unlabeled: unlabeled problems need the label stage; set label.enabled: true")
+    if lab.enabled and cfg.sampling.adaptive.enabled:
+        raise ConfigError("label.enabled: adaptive sampling verifies samples as they come, before any vote; "
+                          "turn one of them off (sampling.adaptive.enabled: false)")
 
 
 def _check_adaptive(cfg: RunConfig) -> None:

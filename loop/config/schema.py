@@ -33,6 +33,9 @@ class DatasetConfig:
     options: dict[str, Any] = field(default_factory=dict)
     """Adapter-specific options (arithmetic: levels, counts; Hub datasets: ``name`` (config, or a list of
     configs to concatenate) and ``revision``; see each adapter in loop/tasks/)."""
+    unlabeled: bool = False
+    """The rows have no gold answers (train only; needs ``label.enabled``): answer columns and worked
+    solutions are not read, and the label stage gives each problem a majority-vote pseudo-label."""
     parts: list[DatasetConfig] = field(default_factory=list)
     """For ``source: mixed``: the datasets whose problems are pooled (e.g. math and code problems in one
     loop; each problem's task picks its verifier)."""
@@ -177,6 +180,16 @@ class RationalizeConfig:
     """How the gold answer is shown; rationales are stored under the original hint-free prompt."""
     reject_restated_hint: bool = True
     """Reject a rationale whose reasoning is little more than the hinted answer."""
+
+
+@dataclass
+class LabelConfig:
+    """The label stage (stages/label.py): majority-vote pseudo-labels for train problems without answers."""
+
+    enabled: bool = False
+    min_agreement: float = 0.5
+    """Share of a problem's ``sampling.n`` samples whose (equivalent) answers must agree for a pseudo-label;
+    below it, or on a tie, the problem is skipped that iteration."""
 
 
 @dataclass
@@ -380,6 +393,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)
     select: SelectConfig = field(default_factory=SelectConfig)

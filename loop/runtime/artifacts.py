@@ -13,6 +13,7 @@ from starloop.loop.runtime.rundir import RunDir
 
 FILES = {
     "sample": "samples.jsonl",      # Sample rows, unverified (verified with sampling.adaptive)
+    "label": "labels.jsonl",        # majority-vote pseudo-labels of unlabeled problems, with provenance
     "verify": "verified.jsonl",     # Sample rows with verdicts
     "rationalize": "rationales.jsonl",  # verified rationales, under the hint-free prompt
     "select": "sft.jsonl",          # the SFT set (TRL prompt/completion rows + provenance)

@@ -129,3 +129,5 @@ class Stage:
     name: str
     run: Callable[[RunContext, int, Path], dict[str, Any]]
     needs: tuple[str, ...] = ()
+    when: Callable[[RunConfig], bool] | None = None
+    """A stage that runs only for some configs (``label``: with ``label.enabled``); None: always."""

@@ -27,7 +27,7 @@ from starloop.verifiers.records import REASONS
 
 log = logging.getLogger(__name__)
 
-STAGE_COLS = ("sample", "verify", "rationalize", "select", "pairs", "train", "evaluate")
+STAGE_COLS = ("sample", "label", "verify", "rationalize", "select", "pairs", "train", "evaluate")
 SOURCES = ("selfgen", "rationalized", "real", "replay")
 REASON_COLORS = {"ok": "#2ca02c", "wrong": "#d62728", "unparseable": "#ff7f0e", "truncated": "#9467bd",
                  "timeout": "#8c564b", "error": "#7f7f7f", "none": "#c7c7c7"}
@@ -83,6 +83,7 @@ def iteration_rows(rd: RunDir) -> list[dict[str, Any]]:
             "pass@k": (kmax, pk[kmax]) if kmax else None,
             "maj@k": m.get("maj@k", {}).get(kmax) if kmax else None,
             "samples": _stage(rd, stages, it, "sample").get("samples"),
+            "pseudo_labeled": _stage(rd, stages, it, "label").get("labeled"),
             "verified": ver.get("verified"),
             "rationalized": _stage(rd, stages, it, "rationalize").get("rationalized"),
             "sft_rows": sel.get("rows"),
@@ -112,23 +113,27 @@ def table_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     iteration's data and its training loss."""
     k = next((r["pass@k"][0] for r in rows if r["pass@k"]), "k")
     dpo = any(r["dpo_loss"] is not None for r in rows)
-    header = ["iteration", "pass@1 greedy", f"pass@{k} sampled", f"maj@{k} sampled", "samples", "verified",
-              "rationales kept", "SFT rows", "SFT loss", *(["DPO loss"] if dpo else [])]
+    labels = any(r["pseudo_labeled"] is not None for r in rows)
+    header = ["iteration", "pass@1 greedy", f"pass@{k} sampled", f"maj@{k} sampled", "samples",
+              *(["pseudo-labeled"] if labels else []), "verified", "rationales kept", "SFT rows", "SFT loss",
+              *(["DPO loss"] if dpo else [])]
     body = []
     for r in rows:
         body.append([str(r["iteration"]), _fmt(r["pass@1"]), _fmt(r["pass@k"][1] if r["pass@k"] else None),
-                     _fmt(r["maj@k"]), _fmt(r["samples"]), _fmt(r["verified"]), _fmt(r["rationalized"]),
+                     _fmt(r["maj@k"]), _fmt(r["samples"]), *([_fmt(r["pseudo_labeled"])] if labels else []),
+                     _fmt(r["verified"]), _fmt(r["rationalized"]),
                      _fmt(r["sft_rows"]), _fmt(r["sft_loss"]), *([_fmt(r["dpo_loss"])] if dpo else [])])
     return header, body
 
 
 def seconds_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Wall-clock seconds of each stage per iteration."""
-    header = ["iteration", *STAGE_COLS, "total"]
+    cols = [s for s in STAGE_COLS if s != "label" or any(s in r["seconds"] for r in rows)]  # label: when it ran
+    header = ["iteration", *cols, "total"]
     def sec(v: Any) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    body = [[str(r["iteration"]), *[sec(r["seconds"].get(s)) for s in STAGE_COLS],
+    body = [[str(r["iteration"]), *[sec(r["seconds"].get(s)) for s in cols],
              sec(sum(v or 0.0 for v in r["seconds"].values()))] for r in rows]
     return header, body
 

@@ -15,6 +15,7 @@ from starloop.loop.config import VerifyConfig
 from starloop.loop.records import Sample
 from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.rundir import Parts, fingerprint
+from starloop.loop.stages import label
 from starloop.verifiers.records import REASONS, Problem, Verdict
 from starloop.verifiers.registry import VerifyItem, get_verifier, verify_batch
 
@@ -84,15 +85,25 @@ def verify_samples(samples: Sequence[Sample], problems: dict[str, Problem], cfg:
 
 def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     samples = ctx.files.samples(it)
+    problems, skipped = ctx.problems_by_id, 0
+    key: dict[str, Any] = {"samples": fingerprint(ctx.files.path(it, "sample").parent)}
+    if label.enabled(ctx.cfg):  # unlabeled problems are checked against their pseudo-labels, or not at all
+        problems = label.labeled_problems(problems, ctx.files.rows(it, "label"))
+        key["labels"] = fingerprint(ctx.files.path(it, "label").parent)
+        kept = [s for s in samples if s.problem_id in problems]
+        skipped, samples = len(samples) - len(kept), kept
+        if skipped:
+            log.info("verify: %d samples of unlabeled problems without a pseudo-label this iteration left out", skipped)
     # Verdicts are kept as they come, so an interrupted verification resumes where it stopped.
-    key = {"samples": fingerprint(ctx.files.path(it, "sample").parent), "verify": ctx.cfg.verify.options,
-           "verifiers": {t: get_verifier(t).version for t in {p.task for p in ctx.problems_by_id.values()}}}
+    key.update(verify=ctx.cfg.verify.options,
+               verifiers={t: get_verifier(t).version for t in {p.task for p in ctx.problems_by_id.values()}})
     parts = ctx.rd.parts("verify", key)
-    stats = verify_samples(samples, ctx.problems_by_id, ctx.cfg.verify, progress=ctx.progress, parts=parts)
+    stats = verify_samples(samples, problems, ctx.cfg.verify, progress=ctx.progress, parts=parts)
     ctx.files.write_samples(out, "verify", samples)
     shutil.rmtree(parts.dir, ignore_errors=True)
     return {"samples": len(samples), "verified": sum(x.correct for x in samples),
-            "solved_problems": len({x.problem_id for x in samples if x.correct}), "per_verifier": stats}
+            "solved_problems": len({x.problem_id for x in samples if x.correct}), "per_verifier": stats,
+            **({"unlabeled_skipped": skipped} if label.enabled(ctx.cfg) else {})}
 
 
 STAGE = Stage("verify", run, needs=("sample",))

@@ -177,8 +177,11 @@ def rows_to_problems(rows: list[dict[str, Any]], cfg: DatasetConfig, *, default_
         if not task:
             raise ConfigError(f"{_where(cfg)}: no task; set data.*.task or map a 'task' field (data.*.fields.task)")
         answer, tests = row.get(fields["answer"]), row.get(fields["tests"])
-        if answer is None and tests is None:
-            first_present(row, [fields["answer"], fields["tests"]], cfg, "answer (math) or tests (code)")
+        if cfg.unlabeled:
+            answer = tests = None
+        elif answer is None and tests is None:
+            first_present(row, [fields["answer"], fields["tests"]], cfg,
+                          "answer (math) or tests (code); data.*.unlabeled: true reads rows without either")
         pid = row.get(fields["id"])
         question, extra = _question(row[fields["prompt"]], cfg, row)
         meta = {k: v for k, v in row.items() if k not in fields.values() and not k.startswith("_") and jsonable(v)}

@@ -3,6 +3,7 @@ into :class:`Problem` s; adapters register with :func:`register_adapter`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from starloop.loop.config import ConfigError, DatasetConfig
@@ -30,9 +31,23 @@ def load_problems(cfg: DatasetConfig, seed: int = 0) -> list[Problem]:
     if cfg.source not in _ADAPTERS:
         raise ConfigError(f"data source {cfg.source!r} is unknown; known: {sorted(_ADAPTERS)}")
     problems = _ADAPTERS[cfg.source](cfg, seed)
+    if cfg.unlabeled:
+        problems = [without_answer(p, cfg) for p in problems]
     if cfg.limit is not None:
         problems = problems[: cfg.limit]
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         raise InputError(f"data source {cfg.source!r} ({cfg.path}) yields duplicate problem ids")
     return problems
+
+
+HIDDEN_META = ("solution", "answer")
+"""Problem ``meta`` keys that give the answer away; an unlabeled problem keeps none of them."""
+
+
+def without_answer(problem: Problem, cfg: DatasetConfig) -> Problem:
+    """``problem`` as an unlabeled one (``data.*.unlabeled``): no answer, no worked solution."""
+    if problem.tests is not None:
+        raise ConfigError(f"data source {cfg.source!r}: unlabeled: true is for problems with answers (math); problem "
+                          f"{problem.id!r} is checked by tests (code), which cannot be labeled by a vote")
+    return dataclasses.replace(problem, answer=None, meta={k: v for k, v in problem.meta.items() if k not in HIDDEN_META})

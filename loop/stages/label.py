@@ -1,0 +1,199 @@
+"""The label stage: pseudo-labels for train problems that have no gold answer, by majority vote.
+
+Self-consistency as a label (Wang et al. 2023; Lee et al. 2025 train on majority-voted answers):
+the iteration's own samples of an unlabeled problem (never drawn twice) vote with their final
+answers, read as the math verifier reads them (only an answer the completion marks as final:
+``\\boxed{}``, ``#### x``, "the answer is x"). Answers the math verifier judges equivalent
+(``1/2`` and ``0.5``, ``x = 5`` and ``5``) vote together. The largest group's answer becomes the
+problem's pseudo-label when it holds at least ``label.min_agreement`` of the problem's samples
+and no other group ties with it; otherwise the problem is skipped this iteration (its samples
+are not verified, so nothing of it is trained on). A truncated or unparseable sample counts in
+the denominator but votes for nothing.
+
+The verify stage then checks the samples against the pseudo-label with the problem's verifier.
+Labels are written with their provenance (votes, agreement, iteration, every answer's votes) to
+``labels.jsonl``, never change the problems themselves, and never reach evaluation (held-out
+problems need gold answers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starloop.loop.config import RunConfig
+from starloop.loop.errors import InputError
+from starloop.loop.records import Sample
+from starloop.loop.runtime.context import RunContext, Stage
+from starloop.verifiers.math import verify_math_batch
+from starloop.verifiers.math.extract import find_answer
+from starloop.verifiers.records import Problem
+from starloop.verifiers.registry import VerifyItem, get_verifier
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("labeled", "tie", "low_agreement", "no_answer")
+Equivalent = Callable[[Sequence[tuple[str, str]]], list[bool]]
+
+
+def unlabeled(problem: Problem) -> bool:
+    """A problem with nothing to check a completion against: no gold answer, no tests."""
+    return problem.answer is None and problem.tests is None
+
+
+@dataclass
+class Vote:
+    """The outcome of one problem's vote."""
+
+    status: str
+    """``labeled``; ``tie`` (two groups share the most votes); ``low_agreement`` (the largest group holds
+    less than ``min_agreement``); ``no_answer`` (no sample has a final answer)."""
+    label: str | None
+    votes: int
+    n: int
+    answers: dict[str, int] = field(default_factory=dict)
+    """Each group's answer (its most written form) and its votes, largest first."""
+
+    @property
+    def agreement(self) -> float:
+        return self.votes / self.n if self.n else 0.0
+
+
+def _find(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def group_answers(answers: Sequence[str], equivalent: Equivalent) -> list[list[int]]:
+    """Indices of ``answers`` grouped by equivalence (exact text first, then ``equivalent`` on every pair of
+    distinct texts); transitive, in order of first appearance."""
+    texts = list(dict.fromkeys(a.strip() for a in answers))
+    parent = list(range(len(texts)))
+    pairs = [(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))]
+    for (i, j), same in zip(pairs, equivalent([(texts[i], texts[j]) for i, j in pairs]) if pairs else [], strict=True):
+        if same:
+            parent[_find(parent, j)] = _find(parent, i)
+    groups: dict[int, list[int]] = defaultdict(list)
+    index = {t: k for k, t in enumerate(texts)}
+    for k, a in enumerate(answers):
+        groups[_find(parent, index[a.strip()])].append(k)
+    return list(groups.values())
+
+
+def vote(answers: Sequence[str | None], min_agreement: float, equivalent: Equivalent) -> Vote:
+    """The majority vote of one problem's sample answers (None: a sample without a final answer)."""
+    given = [a for a in answers if a is not None and a.strip()]
+    n = len(answers)
+    if not given:
+        return Vote("no_answer", None, 0, n)
+    groups = sorted(group_answers(given, equivalent), key=len, reverse=True)
+    forms = [Counter(given[k].strip() for k in g).most_common(1)[0][0] for g in groups]
+    tally = {form: len(g) for form, g in zip(forms, groups, strict=True)}
+    top = len(groups[0])
+    if len(groups) > 1 and len(groups[1]) == top:
+        return Vote("tie", None, top, n, tally)
+    if top / n < min_agreement:
+        return Vote("low_agreement", None, top, n, tally)
+    return Vote("labeled", forms[0], top, n, tally)
+
+
+def math_equivalent(workers: int = 1) -> Equivalent:
+    """Equivalence of answer texts as the math verifier decides it (the second of a pair as the gold)."""
+
+    def judge(pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        items = [VerifyItem(f"\\boxed{{{a}}}", Problem(id=f"vote-{k}", task="math", prompt="", answer=b))
+                 for k, (a, b) in enumerate(pairs)]
+        return [v.correct for v in verify_math_batch(items, workers=workers)] if items else []
+
+    return judge
+
+
+def marked_answer(completion: str) -> str | None:
+    """The final answer a completion marks as such (``\\boxed{}``, ``#### x``, "the answer is x"), as the math
+    verifier reads it; None for a completion without one, or that does not stand by it. A bare text or its last
+    number is no vote: a model that repeats the same garbage must not label a problem with it."""
+    found = find_answer(completion)
+    return found.answer if found.answer and found.source in ("boxed", "phrase") and not found.withdrawn else None
+
+
+def vote_all(samples: Sequence[Sample], problem_ids: Sequence[str], min_agreement: float,
+             equivalent: Equivalent) -> dict[str, Vote]:
+    """Votes for every problem of ``problem_ids`` that has samples; the pairs to judge for all problems go
+    to ``equivalent`` in one batch."""
+    wanted = set(problem_ids)
+    answers: dict[str, list[str | None]] = defaultdict(list)
+    for s in samples:
+        if s.problem_id in wanted:
+            answers[s.problem_id].append(None if s.finish_reason == "length" else marked_answer(s.completion))
+    asked: dict[tuple[str, str], bool] = {}
+
+    def collect(pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        for p in pairs:
+            asked.setdefault(p, False)
+        return [False] * len(pairs)
+
+    for a in answers.values():  # first pass: every pair any problem needs, judged together
+        vote(a, min_agreement, collect)
+    todo = list(asked)
+    for p, same in zip(todo, equivalent(todo) if todo else [], strict=True):
+        asked[p] = same
+    return {pid: vote(a, min_agreement, lambda pairs: [asked[p] for p in pairs]) for pid, a in answers.items()}
+
+
+def label_row(pid: str, v: Vote, iteration: int) -> dict[str, Any]:
+    return {"problem_id": pid, "status": v.status, "label": v.label, "votes": v.votes, "n": v.n,
+            "agreement": round(v.agreement, 4), "iteration": iteration, "answers": v.answers}
+
+
+def labeled_problems(problems: dict[str, Problem], rows: Sequence[dict[str, Any]]) -> dict[str, Problem]:
+    """``problems`` with each labeled row's pseudo-label as the answer (provenance in ``meta.pseudo_label``);
+    problems without a label are left out when they have no answer of their own."""
+    out = {pid: p for pid, p in problems.items() if not unlabeled(p)}
+    for r in rows:
+        if r["status"] == "labeled" and r["problem_id"] in problems:
+            p = problems[r["problem_id"]]
+            prov = {k: r[k] for k in ("votes", "n", "agreement", "iteration")}
+            out[p.id] = dataclasses.replace(p, answer=r["label"], meta={**p.meta, "pseudo_label": prov})
+    return out
+
+
+def check_answerable(problems: Sequence[Problem]) -> None:
+    """Every unlabeled problem's verifier judges by an answer (a pseudo-label is one); InputError otherwise."""
+    for task in sorted({p.task for p in problems}):
+        first = next(p for p in problems if p.task == task)
+        try:
+            get_verifier(task).check([dataclasses.replace(first, answer="0")])
+        except ValueError as exc:
+            raise InputError(f"unlabeled problem {first.id!r}: its verifier {task!r} does not judge by an answer, so a "
+                             f"majority-vote label cannot stand in for one ({exc})") from None
+
+
+def enabled(cfg: RunConfig) -> bool:
+    return cfg.label.enabled
+
+
+def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
+    cfg = ctx.cfg.label
+    samples = ctx.files.samples(it)
+    todo = sorted({s.problem_id for s in samples if unlabeled(ctx.problems_by_id[s.problem_id])})
+    check_answerable([ctx.problems_by_id[pid] for pid in todo])
+    votes = vote_all(samples, todo, cfg.min_agreement, math_equivalent(ctx.cfg.verify.workers))
+    ctx.files.write_rows(out, "label", (label_row(pid, votes[pid], it) for pid in todo))
+    counts = Counter(v.status for v in votes.values())
+    agreements = [v.agreement for v in votes.values() if v.status == "labeled"]
+    stats = {"unlabeled_problems": len(todo), **{s: counts[s] for s in STATUSES},
+             "mean_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None}
+    log.info("label: %d of %d unlabeled problems labeled by majority vote (tie %d, agreement below %.2f %d, "
+             "no answer %d)", counts["labeled"], len(todo), counts["tie"], cfg.min_agreement, counts["low_agreement"],
+             counts["no_answer"])
+    return stats
+
+
+STAGE = Stage("label", run, needs=("sample",), when=enabled)

@@ -1,0 +1,145 @@
+"""The label stage: majority-vote pseudo-labels for train problems without answers."""
+
+import json
+
+import pytest
+
+from starloop.loop.config import ConfigError, DatasetConfig, load_config
+from starloop.loop.driver import Driver
+from starloop.loop.errors import InputError
+from starloop.loop.records import Sample
+from starloop.loop.stages.label import (
+    check_answerable,
+    labeled_problems,
+    marked_answer,
+    math_equivalent,
+    vote,
+    vote_all,
+)
+from starloop.loop.tasks import load_problems
+from starloop.verifiers.math import extract_answer
+from starloop.verifiers.records import Problem
+
+
+def exact(pairs):
+    return [a == b for a, b in pairs]
+
+
+def test_majority_wins_and_counts_every_sample():
+    v = vote(["4", "4", "5", None], 0.5, exact)
+    assert (v.status, v.label, v.votes, v.n, v.agreement) == ("labeled", "4", 2, 4, 0.5)
+    assert v.answers == {"4": 2, "5": 1}
+
+
+def test_tie_gives_no_label():
+    v = vote(["4", "5", "4", "5"], 0.1, exact)
+    assert (v.status, v.label, v.votes) == ("tie", None, 2)
+
+
+def test_agreement_threshold():
+    assert vote(["4", "4", "5", "6", "7"], 0.5, exact).status == "low_agreement"
+    assert vote(["4", "4", "5", "6", "7"], 0.4, exact).status == "labeled"
+    # unparseable and truncated samples vote for nothing but count in the denominator
+    assert vote(["4", "4", None, None, None], 0.5, exact).status == "low_agreement"
+
+
+def test_no_answers():
+    v = vote([None, None, " "], 0.5, exact)
+    assert (v.status, v.label, v.n) == ("no_answer", None, 3)
+
+
+def test_equivalent_forms_vote_together_with_the_math_verifier():
+    """1/2, 0.5 and \\frac{1}{2} are one answer to the math verifier; together they outvote 3."""
+    v = vote(["\\frac{1}{2}", "0.5", "3", "3", "1/2", "0.50"], 0.5, math_equivalent())
+    assert v.status == "labeled" and v.votes == 4 and v.answers["3"] == 2
+    assert sum(v.answers.values()) == 6 and v.label in ("\\frac{1}{2}", "0.5", "1/2", "0.50")
+    # a tie only exists between groups, not between forms of one answer
+    assert vote(["2", "2.0", "3", "3"], 0.5, math_equivalent()).status == "tie"
+
+
+def _sample(pid, text, finish="stop"):
+    return Sample(problem_id=pid, iteration=1, completion=text, finish_reason=finish)
+
+
+def test_vote_all_reads_answers_like_the_math_verifier_and_ignores_truncated():
+    samples = [_sample("a", "=3+4\n#### 7"), _sample("a", "The answer is \\boxed{7}."), _sample("a", "#### 8"),
+               _sample("a", "#### 8", finish="length"), _sample("b", "#### 1"), _sample("b", "no idea"),
+               _sample("c", "#### 9")]
+    votes = vote_all(samples, ["a", "b"], 0.5, math_equivalent())
+    assert set(votes) == {"a", "b"}  # c is not asked for (it has its own answer)
+    assert (votes["a"].status, votes["a"].label, votes["a"].votes, votes["a"].n) == ("labeled", "7", 2, 4)
+    assert (votes["b"].status, votes["b"].votes, votes["b"].n) == ("labeled", 1, 2)
+    assert marked_answer("no idea") is None and marked_answer("so 5 apples") is None  # no marked final answer
+    assert marked_answer("#### 5\nwait, maybe not") is None  # not stood by
+
+
+def test_labeled_problems_carry_provenance_and_drop_unlabeled():
+    problems = {"g": Problem("g", "math", "1+1", answer="2"), "u": Problem("u", "math", "2+2"),
+                "v": Problem("v", "math", "3+3")}
+    rows = [{"problem_id": "u", "status": "labeled", "label": "4", "votes": 3, "n": 4, "agreement": 0.75,
+             "iteration": 2}, {"problem_id": "v", "status": "tie", "label": None, "votes": 2, "n": 4,
+                               "agreement": 0.5, "iteration": 2}]
+    out = labeled_problems(problems, rows)
+    assert set(out) == {"g", "u"} and out["g"] is problems["g"]
+    assert out["u"].answer == "4" and out["u"].meta["pseudo_label"] == {"votes": 3, "n": 4, "agreement": 0.75,
+                                                                        "iteration": 2}
+    assert problems["u"].answer is None  # the problems themselves never change
+
+
+def test_code_problems_cannot_be_labeled_by_vote():
+    with pytest.raises(InputError, match="does not judge by an answer"):
+        check_answerable([Problem("c", "code", "write f")])
+    check_answerable([Problem("m", "math", "1+1")])
+
+
+def test_unlabeled_data_loads_without_answers_or_solutions(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [{"prompt": "2+2"}, {"prompt": "3+3", "answer": "6"}]))
+    with pytest.raises(InputError, match="unlabeled: true"):
+        load_problems(DatasetConfig(source="jsonl", path=str(path), task="math"))
+    probs = load_problems(DatasetConfig(source="jsonl", path=str(path), task="math", unlabeled=True))
+    assert [p.answer for p in probs] == [None, None]  # an unlabeled dataset's answers are never read
+    arith = load_problems(DatasetConfig(options={"split": "train", "levels": [3], "per_level": 5}, unlabeled=True))
+    assert len(arith) == 5 and all(p.answer is None and "solution" not in p.meta for p in arith)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["data.train.unlabeled=true"], "set label.enabled: true"),
+    (["label.enabled=true", "data.eval.unlabeled=true"], "only train data may be unlabeled"),
+    (["label.enabled=true", "label.min_agreement=0"], "label.min_agreement"),
+    (["label.enabled=true", "sampling.adaptive.enabled=true"], "adaptive"),
+])
+def test_label_config_checks(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_loop_learns_from_its_own_majority_votes(tmp_path, tiny_overrides):
+    """One iteration on a pool without answers: the label stage votes, verify checks against the votes."""
+    overrides = [*tiny_overrides, "sampling.backend=transformers", "sampling.n=4", "label.enabled=true",
+                 "label.min_agreement=0.5", "data.train.unlabeled=true", "data.train.task=math"]
+    driver = Driver(load_config(None, overrides), tmp_path / "run")
+    metrics = driver.run()
+    assert [m["iteration"] for m in metrics] == [0, 1]
+    root = driver.rd.root
+    stages = driver.rd.manifest()["stages"]
+    assert list(stages)[:3] == ["iter-000/evaluate", "iter-001/sample", "iter-001/label"]
+    labels = [json.loads(x) for x in (root / "iter-001/label/labels.jsonl").read_text().splitlines()]
+    assert len(labels) == 24 and stages["iter-001/label"]["unlabeled_problems"] == 24
+    assert all(r["status"] in ("labeled", "tie", "low_agreement", "no_answer") and r["n"] == 4 and r["iteration"] == 1
+               for r in labels)
+    labeled = {r["problem_id"]: r for r in labels if r["status"] == "labeled"}
+    assert stages["iter-001/label"]["labeled"] == len(labeled)
+    assert all(r["agreement"] >= 0.5 and r["votes"] == max(r["answers"].values()) for r in labeled.values())
+    verified = [json.loads(x) for x in (root / "iter-001/verify/verified.jsonl").read_text().splitlines()]
+    assert {s["problem_id"] for s in verified} == set(labeled)  # no label: not verified, never trained on
+    assert stages["iter-001/verify"]["unlabeled_skipped"] == 4 * (24 - len(labeled))
+    for s in verified:  # correct means: agrees with the pseudo-label, read as the math verifier reads it
+        if s["verdict"]["reason"] in ("ok", "wrong"):
+            assert (s["verdict"]["reason"] == "ok") == (extract_answer(s["completion"]) == labeled[s["problem_id"]]["label"])
+    assert all(p.answer is not None for p in driver_eval_problems(overrides))
+
+
+def driver_eval_problems(overrides):
+    cfg = load_config(None, overrides)
+    return load_problems(cfg.data.eval, cfg.seed)
