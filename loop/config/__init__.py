@@ -1,7 +1,9 @@
 """Typed experiment config: one YAML per experiment (``extends`` another), ``--set key=value``
 overrides, every key and type checked before any work starts (see ``loading``); the sections
-and what each key means are in ``schema``."""
+and what each key means are in ``schema`` (the ``train`` section in ``training``), the cross-field checks
+in ``checks``."""
 
+from starloop.loop.config.checks import validate
 from starloop.loop.config.loading import (
     MOVED,
     build,
@@ -14,19 +16,14 @@ from starloop.loop.config.loading import (
     merge,
     parse_yaml,
     shipped,
-    validate,
 )
 from starloop.loop.config.schema import (
     DataConfig,
     DatasetConfig,
-    DPOSection,
     EvalConfig,
     HubConfig,
     LabelConfig,
-    LaunchConfig,
-    LoraSection,
     ModelConfig,
-    OpenSection,
     PairsConfig,
     PromptConfig,
     RationalizeConfig,
@@ -35,11 +32,17 @@ from starloop.loop.config.schema import (
     SamplingConfig,
     SelectConfig,
     ServerConfig,
-    SFTSection,
     TeacherConfig,
-    TrainConfig,
     VerifyConfig,
     to_plain,
+)
+from starloop.loop.config.training import (
+    DPOSection,
+    LaunchConfig,
+    LoraSection,
+    OpenSection,
+    SFTSection,
+    TrainConfig,
 )
 from starloop.loop.errors import ConfigError  # the config's own error, defined with the others
 

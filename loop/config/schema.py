@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
+
+from starloop.loop.config.training import (  # the train section's parts: re-exported
+    OpenSection,
+    TrainConfig,
+)
 
 
 @dataclass
@@ -34,8 +39,9 @@ class DatasetConfig:
     """Adapter-specific options (arithmetic: levels, counts; Hub datasets: ``name`` (config, or a list of
     configs to concatenate) and ``revision``; see each adapter in loop/tasks/)."""
     unlabeled: bool = False
-    """The rows have no gold answers (train only; needs ``label.enabled``): answer columns and worked
-    solutions are not read, and the label stage gives each problem a majority-vote pseudo-label."""
+    """The rows have no gold answers (train only; needs ``label.enabled``): answers, tests and worked solutions
+    are not read, and the label stage labels each problem (math: a majority-vote answer; code: tests kept by
+    execution agreement)."""
     parts: list[DatasetConfig] = field(default_factory=list)
     """For ``source: mixed``: the datasets whose problems are pooled (e.g. math and code problems in one
     loop; each problem's task picks its verifier)."""
@@ -188,8 +194,16 @@ class LabelConfig:
 
     enabled: bool = False
     min_agreement: float = 0.5
-    """Share of a problem's ``sampling.n`` samples whose (equivalent) answers must agree for a pseudo-label;
-    below it, or on a tie, the problem is skipped that iteration."""
+    """Share of a problem's ``sampling.n`` samples whose (equivalent) answers must agree for a pseudo-label
+    (code: that pass the winning consensus set's tests); below it, or on a tie, the problem is skipped that
+    iteration."""
+    tests_n: int = 4
+    """Code problems without tests: completions of ``tests_prompt`` sampled per problem, whose ``assert``
+    lines are the candidate tests of the execution agreement (CodeT)."""
+    tests_prompt: str = ("{prompt}\n\nWrite Python assert statements, one per line, that a correct solution "
+                         "passes. Write only the asserts.")
+    max_tests: int = 16
+    """Candidate tests per problem at most (the first distinct ones)."""
 
 
 @dataclass
@@ -231,111 +245,6 @@ class PairsConfig:
     from the wrong value; DPO on the whole text pushes that correct work down as well (step-level
     preferences, as in Step-DPO). The text the two completions share cancels in the DPO loss either
     way; the chosen completion is kept whole."""
-
-
-@dataclass
-class OpenSection:
-    """A section that takes any field of a library's config dataclass, by the library's own name.
-
-    ``args`` holds those fields as written (the YAML and ``config.yaml`` show them flat, beside
-    ``enabled``). :meth:`target` is the dataclass they are checked against; ``RESERVED`` names the
-    fields starloop sets itself, with where to set them instead, or why.
-    """
-
-    enabled: bool = False
-    args: dict[str, Any] = field(default_factory=dict)
-    RESERVED: ClassVar[dict[str, str]] = {}
-
-    @staticmethod
-    def target() -> type:
-        raise NotImplementedError
-
-
-_HUB = ("set the top-level hub section: a trainer's own push would push from every training phase of every "
-        "iteration; hub pushes the run's final (or each) checkpoint with a model card")
-_TRAINER_RESERVED = {
-    "output_dir": "starloop sets it (the stage's folder)",
-    "deepspeed": "set train.launch.deepspeed (it applies to SFT and DPO alike)",
-    "push_to_hub": _HUB,
-    "hub_model_id": _HUB,
-}
-
-
-@dataclass
-class SFTSection(OpenSection):
-    """TRL ``SFTConfig`` fields. starloop sets ``output_dir``, ``completion_only_loss`` (the loss is on the
-    completion), ``deepspeed`` (from ``train.launch``), and on a machine without CUDA ``bf16: false`` and
-    ``use_cpu``; it defaults ``save_strategy`` to ``no`` (the stage saves the final model; a partial stage is
-    discarded on resume) and ``report_to`` to ``none`` (the run's trackers, ``runtime.report_to``, get each
-    iteration's training stats in one tracker run). Everything else is TRL's default."""
-
-    enabled: bool = True
-    RESERVED: ClassVar[dict[str, str]] = {
-        **_TRAINER_RESERVED,
-        "completion_only_loss": "starloop trains on the completion only (verified traces, not prompts)",
-    }
-
-    @staticmethod
-    def target() -> type:
-        from trl import SFTConfig  # heavy: imported only when a train section is validated or run
-
-        return SFTConfig
-
-
-@dataclass
-class DPOSection(OpenSection):
-    """TRL ``DPOConfig`` fields (``beta``, ``loss_type``: ``[sigmoid, sft]`` is DPO + NLL as in Iterative
-    RPO, ``loss_weights``, ``learning_rate``...), on the pairs stage's preference pairs. Set by starloop
-    as for ``train.sft``."""
-
-    enabled: bool = False
-    RESERVED: ClassVar[dict[str, str]] = dict(_TRAINER_RESERVED)
-
-    @staticmethod
-    def target() -> type:
-        from trl import DPOConfig  # heavy: imported only when a train section is validated or run
-
-        return DPOConfig
-
-
-@dataclass
-class LoraSection(OpenSection):
-    """PEFT ``LoraConfig`` fields (``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``...); with
-    ``enabled`` the trainers train a LoRA adapter, merged into the saved checkpoint."""
-
-    RESERVED: ClassVar[dict[str, str]] = {"task_type": "starloop trains causal language models (CAUSAL_LM)"}
-
-    @staticmethod
-    def target() -> type:
-        from peft import LoraConfig  # heavy: imported only when a train section is validated or run
-
-        return LoraConfig
-
-
-@dataclass
-class LaunchConfig:
-    """How the training phase is started (see runtime/launch.py)."""
-
-    launcher: Literal["inprocess", "subprocess", "accelerate", "torchrun"] = "inprocess"
-    num_processes: int = 1
-    """Training processes per machine (one per GPU)."""
-    num_machines: int = 1
-    accelerate_config: str | None = None
-    """An accelerate config file (``configs/accelerate/*.yaml`` names a shipped one)."""
-    deepspeed: str | None = None
-    """A DeepSpeed config file (``configs/deepspeed/*.json`` names a shipped one), for any launcher."""
-
-
-@dataclass
-class TrainConfig:
-    init: Literal["base", "previous"] = "previous"
-    """Start each iteration from the base model (as STaR does) or from the previous checkpoint."""
-    keep_sft_model: bool = True
-    """With SFT then DPO: keep the SFT checkpoint as ``train/sft_model`` (false deletes it once DPO is done)."""
-    sft: SFTSection = field(default_factory=SFTSection)
-    dpo: DPOSection = field(default_factory=DPOSection)
-    lora: LoraSection = field(default_factory=LoraSection)
-    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 @dataclass

@@ -8,6 +8,7 @@ purpose       seed                       what it drives
 subset        ``"{seed}-{it}"``          which problems of the pool iteration ``it`` samples
 sample        ``seed + it``              the sampling call of iteration ``it`` (``it`` >= 1)
 rationalize   ``seed + 1000 + it``       the hinted re-asking of failed problems
+label         ``seed + 2000 + it``       the tests written for unlabeled code problems
 select        ``seed + it``              the order of candidates, real and replayed rows
 pairs         ``seed + it``              the order of candidate pairs within each prompt
 evaluate      ``seed + 7919 * (it + 1)`` held-out sampling of the checkpoint of iteration ``it``
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Purpose = Literal["subset", "sample", "rationalize", "select", "pairs", "evaluate"]
+Purpose = Literal["subset", "sample", "rationalize", "label", "select", "pairs", "evaluate"]
 
 
 def stage_seed(run_seed: int, purpose: Purpose, iteration: int) -> int | str:
@@ -37,6 +38,8 @@ def stage_seed(run_seed: int, purpose: Purpose, iteration: int) -> int | str:
         return run_seed + iteration
     if purpose == "rationalize":
         return run_seed + 1000 + iteration
+    if purpose == "label":
+        return run_seed + 2000 + iteration
     if purpose == "evaluate":
         return run_seed + 7919 * (iteration + 1)
     raise ValueError(f"unknown seed purpose {purpose!r}")

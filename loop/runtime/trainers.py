@@ -6,7 +6,7 @@ trains that adapter further on its base model (the base named in its config); DP
 then the base model (the adapter switched off).
 
 The trainers' arguments are ``train.sft`` / ``train.dpo`` as written, in TRL's own names, plus
-what starloop must set (see ``config.schema.SFTSection``). SFT rows: ``prompt`` / ``completion``
+what starloop must set (see ``config.training.SFTSection``). SFT rows: ``prompt`` / ``completion``
 strings (loss on the completion only), or ``messages`` (the last message, an assistant turn, is
 the completion). DPO rows: TRL's preference format (``prompt``, ``chosen``, ``rejected``
 strings); the reference model is the starting model.

@@ -10,6 +10,12 @@ and no other group ties with it; otherwise the problem is skipped this iteration
 are not verified, so nothing of it is trained on). A truncated or unparseable sample counts in
 the denominator but votes for nothing.
 
+A code problem without tests is labeled by execution agreement instead (CodeT; see
+``starloop.verifiers.agreement``): the model writes tests for it (``label.tests_n`` completions of
+``label.tests_prompt``, kept in ``tests.jsonl``), every solution runs against every test in the
+sandbox, and the tests of the best consensus set (solutions x tests they pass) become its
+pseudo-tests, when those solutions are at least ``label.min_agreement`` of its samples.
+
 The verify stage then checks the samples against the pseudo-label with the problem's verifier.
 Labels are written with their provenance (votes, agreement, iteration, every answer's votes) to
 ``labels.jsonl``, never change the problems themselves, and never reach evaluation (held-out
@@ -26,10 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from starloop.loop.config import RunConfig
 from starloop.loop.errors import InputError
-from starloop.loop.records import Sample
+from starloop.loop.records import GenParams, Sample, SampleRequest
 from starloop.loop.runtime.context import RunContext, Stage
+from starloop.verifiers.agreement import Consensus, dual_agreement, extract_tests
 from starloop.verifiers.math import verify_math_batch
 from starloop.verifiers.math.extract import find_answer
 from starloop.verifiers.records import Problem
@@ -38,6 +47,7 @@ from starloop.verifiers.registry import VerifyItem, get_verifier
 log = logging.getLogger(__name__)
 
 STATUSES = ("labeled", "tie", "low_agreement", "no_answer")
+TESTS = "tests.jsonl"  # label: the tests written for unlabeled code problems, as Sample rows
 Equivalent = Callable[[Sequence[tuple[str, str]]], list[bool]]
 
 
@@ -152,47 +162,93 @@ def label_row(pid: str, v: Vote, iteration: int) -> dict[str, Any]:
             "agreement": round(v.agreement, 4), "iteration": iteration, "answers": v.answers}
 
 
+def code_row(pid: str, c: Consensus, tests: list[str], n: int, min_agreement: float, iteration: int) -> dict[str, Any]:
+    """The label row of a code problem: the winning consensus set's tests, when enough solutions pass them."""
+    votes = len(c.solutions)
+    status = c.status
+    if status == "labeled" and votes / n < min_agreement:
+        status = "low_agreement"
+    elif status == "no_consensus":
+        status = "no_answer"
+    return {"problem_id": pid, "status": status, "tests": [tests[j] for j in c.tests] if status == "labeled" else None,
+            "votes": votes, "n": n, "agreement": round(votes / n, 4) if n else 0.0, "iteration": iteration,
+            "candidate_tests": len(tests), "score": c.score, "runner_up": c.runner_up}
+
+
 def labeled_problems(problems: dict[str, Problem], rows: Sequence[dict[str, Any]]) -> dict[str, Problem]:
-    """``problems`` with each labeled row's pseudo-label as the answer (provenance in ``meta.pseudo_label``);
-    problems without a label are left out when they have no answer of their own."""
+    """``problems`` with each labeled row's pseudo-label (an answer, or a code problem's tests) in place
+    (provenance in ``meta.pseudo_label``); problems without a label are left out when they have none of their own."""
     out = {pid: p for pid, p in problems.items() if not unlabeled(p)}
     for r in rows:
         if r["status"] == "labeled" and r["problem_id"] in problems:
             p = problems[r["problem_id"]]
-            prov = {k: r[k] for k in ("votes", "n", "agreement", "iteration")}
-            out[p.id] = dataclasses.replace(p, answer=r["label"], meta={**p.meta, "pseudo_label": prov})
+            meta = {**p.meta, "pseudo_label": {k: r[k] for k in ("votes", "n", "agreement", "iteration")}}
+            out[p.id] = (dataclasses.replace(p, tests=r["tests"], meta=meta) if r.get("tests") is not None
+                         else dataclasses.replace(p, answer=r["label"], meta=meta))
     return out
 
 
-def check_answerable(problems: Sequence[Problem]) -> None:
-    """Every unlabeled problem's verifier judges by an answer (a pseudo-label is one); InputError otherwise."""
-    for task in sorted({p.task for p in problems}):
-        first = next(p for p in problems if p.task == task)
+def judged_by(problem: Problem) -> str:
+    """What a pseudo-label must be for ``problem``'s verifier: ``answer`` or ``tests``; InputError if neither."""
+    check = get_verifier(problem.task).check
+    for kind, trial in (("answer", {"answer": "0"}), ("tests", {"tests": "assert True"})):
         try:
-            get_verifier(task).check([dataclasses.replace(first, answer="0")])
-        except ValueError as exc:
-            raise InputError(f"unlabeled problem {first.id!r}: its verifier {task!r} does not judge by an answer, so a "
-                             f"majority-vote label cannot stand in for one ({exc})") from None
+            check([dataclasses.replace(problem, **trial)])
+            return kind
+        except ValueError:
+            continue
+    raise InputError(f"unlabeled problem {problem.id!r}: its verifier {problem.task!r} judges neither by an answer nor "
+                     f"by tests, so no pseudo-label can stand in for its gold")
 
 
 def enabled(cfg: RunConfig) -> bool:
     return cfg.label.enabled
 
 
+def label_code(ctx: RunContext, it: int, out: Path, problems: list[Problem],
+               samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    """CodeT for ``problems``: sample tests (``label.tests_prompt``, kept in ``tests.jsonl``), run every solution
+    against every test in the sandbox, keep the best consensus set's tests."""
+    cfg, s = ctx.cfg.label, ctx.cfg.sampling
+    params = GenParams(cfg.tests_n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=ctx.seed("label", it))
+    prompts = ctx.prompts(problems, texts=[cfg.tests_prompt.format(prompt=p.prompt) for p in problems])
+    written = ctx.sampling.sample(SampleRequest(ctx.sampler_model(it), problems, prompts, params, iteration=it))
+    ctx.files.write_samples(out, "label", written, name=TESTS)
+    tests: dict[str, list[str]] = defaultdict(list)
+    for w in written:
+        for t in extract_tests(w.completion):
+            if t not in tests[w.problem_id] and len(tests[w.problem_id]) < cfg.max_tests:
+                tests[w.problem_id].append(t)
+    solutions: dict[str, list[str]] = defaultdict(list)
+    for x in samples:
+        solutions[x.problem_id].append(x.completion)
+    code_cfg = get_verifier("code").make_config(ctx.cfg.verify.options.get("code"))
+    rows = []
+    for p in tqdm(problems, desc="label (code)", disable=not ctx.progress, unit="problem"):
+        c = dual_agreement(p, solutions[p.id], tests[p.id], config=code_cfg, workers=ctx.cfg.verify.workers)
+        rows.append(code_row(p.id, c, tests[p.id], len(solutions[p.id]), cfg.min_agreement, it))
+    return rows
+
+
 def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.label
     samples = ctx.files.samples(it)
     todo = sorted({s.problem_id for s in samples if unlabeled(ctx.problems_by_id[s.problem_id])})
-    check_answerable([ctx.problems_by_id[pid] for pid in todo])
-    votes = vote_all(samples, todo, cfg.min_agreement, math_equivalent(ctx.cfg.verify.workers))
-    ctx.files.write_rows(out, "label", (label_row(pid, votes[pid], it) for pid in todo))
-    counts = Counter(v.status for v in votes.values())
-    agreements = [v.agreement for v in votes.values() if v.status == "labeled"]
-    stats = {"unlabeled_problems": len(todo), **{s: counts[s] for s in STATUSES},
+    kinds = {pid: judged_by(ctx.problems_by_id[pid]) for pid in todo}
+    answer_ids = [pid for pid in todo if kinds[pid] == "answer"]
+    votes = vote_all(samples, answer_ids, cfg.min_agreement, math_equivalent(ctx.cfg.verify.workers))
+    rows = [label_row(pid, votes[pid], it) for pid in answer_ids]
+    code = [ctx.problems_by_id[pid] for pid in todo if kinds[pid] == "tests"]
+    if code:
+        rows += label_code(ctx, it, out, code, [x for x in samples if kinds.get(x.problem_id) == "tests"])
+    ctx.files.write_rows(out, "label", sorted(rows, key=lambda r: r["problem_id"]))
+    counts = Counter(r["status"] for r in rows)
+    agreements = [r["agreement"] for r in rows if r["status"] == "labeled"]
+    stats = {"unlabeled_problems": len(todo), "code_problems": len(code), **{k: counts[k] for k in STATUSES},
              "mean_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None}
-    log.info("label: %d of %d unlabeled problems labeled by majority vote (tie %d, agreement below %.2f %d, "
-             "no answer %d)", counts["labeled"], len(todo), counts["tie"], cfg.min_agreement, counts["low_agreement"],
-             counts["no_answer"])
+    log.info("label: %d of %d unlabeled problems labeled (%d by majority vote, %d by execution agreement; tie %d, "
+             "agreement below %.2f %d, no answer %d)", counts["labeled"], len(todo), len(answer_ids), len(code),
+             counts["tie"], cfg.min_agreement, counts["low_agreement"], counts["no_answer"])
     return stats
 
 

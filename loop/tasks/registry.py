@@ -32,7 +32,7 @@ def load_problems(cfg: DatasetConfig, seed: int = 0) -> list[Problem]:
         raise ConfigError(f"data source {cfg.source!r} is unknown; known: {sorted(_ADAPTERS)}")
     problems = _ADAPTERS[cfg.source](cfg, seed)
     if cfg.unlabeled:
-        problems = [without_answer(p, cfg) for p in problems]
+        problems = [without_answer(p) for p in problems]
     if cfg.limit is not None:
         problems = problems[: cfg.limit]
     ids = [p.id for p in problems]
@@ -41,13 +41,11 @@ def load_problems(cfg: DatasetConfig, seed: int = 0) -> list[Problem]:
     return problems
 
 
-HIDDEN_META = ("solution", "answer")
+HIDDEN_META = ("solution", "answer", "canonical_solution", "code", "test", "test_list", "tests")
 """Problem ``meta`` keys that give the answer away; an unlabeled problem keeps none of them."""
 
 
-def without_answer(problem: Problem, cfg: DatasetConfig) -> Problem:
-    """``problem`` as an unlabeled one (``data.*.unlabeled``): no answer, no worked solution."""
-    if problem.tests is not None:
-        raise ConfigError(f"data source {cfg.source!r}: unlabeled: true is for problems with answers (math); problem "
-                          f"{problem.id!r} is checked by tests (code), which cannot be labeled by a vote")
-    return dataclasses.replace(problem, answer=None, meta={k: v for k, v in problem.meta.items() if k not in HIDDEN_META})
+def without_answer(problem: Problem) -> Problem:
+    """``problem`` as an unlabeled one (``data.*.unlabeled``): no answer, no tests, no worked solution."""
+    return dataclasses.replace(problem, answer=None, tests=None,
+                               meta={k: v for k, v in problem.meta.items() if k not in HIDDEN_META})
