@@ -114,16 +114,20 @@ def test_label_config_checks(overrides, match):
         load_config(None, overrides)
 
 
+def _vote_overrides(tiny_overrides):
+    """A seed model trained long enough on one-digit 3-operand chains that it ends with "#### N" (right or wrong)."""
+    return [*tiny_overrides, "model.builtin_options.epochs=10", "model.builtin_options.max_operand=9",
+            "model.builtin_options.seed_levels={'2': 28, '3': 400}", "model.builtin_options.target_accuracy=null",
+            "data.train.options={split: train, levels: [3], per_level: 24, max_operand: 9}",
+            "data.eval.options={split: eval, levels: [3], per_level: 12, max_operand: 9}",
+            "data.real.options={split: seed, levels: [3], per_level: 20, max_operand: 9}",
+            "sampling.backend=transformers", "sampling.n=4", "label.enabled=true",
+            "label.min_agreement=0.5", "data.train.unlabeled=true", "data.train.task=math"]
+
+
 def test_loop_learns_from_its_own_majority_votes(tmp_path, tiny_overrides):
     """One iteration on a pool without answers: the label stage votes, verify checks against the votes."""
-    # A seed model trained long enough on one-digit 2-operand chains that it ends with "#### N" (right or wrong)
-    overrides = [*tiny_overrides, "model.builtin_options.epochs=10", "model.builtin_options.max_operand=9",
-                 "model.builtin_options.seed_levels={'2': 28, '3': 400}", "model.builtin_options.target_accuracy=null",
-                 "data.train.options={split: train, levels: [3], per_level: 24, max_operand: 9}",
-                 "data.eval.options={split: eval, levels: [3], per_level: 12, max_operand: 9}",
-                 "data.real.options={split: seed, levels: [3], per_level: 20, max_operand: 9}",
-                 "sampling.backend=transformers", "sampling.n=4", "label.enabled=true",
-                 "label.min_agreement=0.5", "data.train.unlabeled=true", "data.train.task=math"]
+    overrides = _vote_overrides(tiny_overrides)
     driver = Driver(load_config(None, overrides), tmp_path / "run")
     metrics = driver.run()
     assert [m["iteration"] for m in metrics] == [0, 1]
@@ -175,3 +179,17 @@ def test_code_problems_without_tests_are_labeled_by_execution_agreement(tmp_path
     assert all((r["tests"] is not None) == (r["problem_id"] in labeled) for r in rows)
     verified = [json.loads(x) for x in (root / "iter-001/verify/verified.jsonl").read_text().splitlines()]
     assert {s["problem_id"] for s in verified} == labeled
+
+
+def test_without_the_agreement_filter_every_answer_is_its_own_label(tmp_path, tiny_overrides):
+    """label.vote: own, the ablation of the vote: every sample that marks a final answer counts as verified."""
+    driver = Driver(load_config(None, [*_vote_overrides(tiny_overrides), "label.vote=own"]), tmp_path / "run")
+    driver.run()
+    root, stages = driver.rd.root, driver.rd.manifest()["stages"]
+    assert stages["iter-001/label"]["own"] == 24 and stages["iter-001/label"]["labeled"] == 0
+    verified = [json.loads(x) for x in (root / "iter-001/verify/verified.jsonl").read_text().splitlines()]
+    assert len(verified) == 24 * 4 == stages["iter-001/verify"]["own_label"]
+    for s in verified:
+        has = s["finish_reason"] != "length" and marked_answer(s["completion"]) is not None
+        assert s["verdict"]["correct"] == has
+    assert stages["iter-001/verify"]["verified"] == sum(s["verdict"]["correct"] for s in verified) > 0

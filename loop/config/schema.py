@@ -193,6 +193,9 @@ class LabelConfig:
     """The label stage (stages/label.py): majority-vote pseudo-labels for train problems without answers."""
 
     enabled: bool = False
+    vote: Literal["majority", "own"] = "majority"
+    """``own``: no agreement filter, the ablation of the vote: each sample's own final answer is its label, so
+    every sample that marks a final answer counts as verified (answer problems only)."""
     min_agreement: float = 0.5
     """Share of a problem's ``sampling.n`` samples whose (equivalent) answers must agree for a pseudo-label
     (code: that pass the winning consensus set's tests); below it, or on a tie, the problem is skipped that

@@ -41,12 +41,12 @@ from starloop.loop.runtime.context import RunContext, Stage
 from starloop.verifiers.agreement import Consensus, dual_agreement, extract_tests
 from starloop.verifiers.math import verify_math_batch
 from starloop.verifiers.math.extract import find_answer
-from starloop.verifiers.records import Problem
+from starloop.verifiers.records import Problem, Verdict
 from starloop.verifiers.registry import VerifyItem, get_verifier
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("labeled", "tie", "low_agreement", "no_answer")
+STATUSES = ("labeled", "tie", "low_agreement", "no_answer", "own")
 TESTS = "tests.jsonl"  # label: the tests written for unlabeled code problems, as Sample rows
 Equivalent = Callable[[Sequence[tuple[str, str]]], list[bool]]
 
@@ -62,7 +62,8 @@ class Vote:
 
     status: str
     """``labeled``; ``tie`` (two groups share the most votes); ``low_agreement`` (the largest group holds
-    less than ``min_agreement``); ``no_answer`` (no sample has a final answer)."""
+    less than ``min_agreement``); ``no_answer`` (no sample has a final answer); ``own`` (``label.vote: own``:
+    no label, each sample is its own)."""
     label: str | None
     votes: int
     n: int
@@ -205,6 +206,16 @@ def enabled(cfg: RunConfig) -> bool:
     return cfg.label.enabled
 
 
+def own_verdict(sample: Sample) -> Verdict:
+    """``label.vote: own`` (no agreement filter): the sample's own marked final answer is its label."""
+    if sample.finish_reason == "length":
+        return Verdict.fail("truncated", detail="cut off before a final answer")
+    answer = marked_answer(sample.completion)
+    if answer is None:
+        return Verdict.fail("unparseable", detail="no marked final answer")
+    return Verdict.ok(answer, "its own answer taken as its label (label.vote: own)")
+
+
 def label_code(ctx: RunContext, it: int, out: Path, problems: list[Problem],
                samples: Sequence[Sample]) -> list[dict[str, Any]]:
     """CodeT for ``problems``: sample tests (``label.tests_prompt``, kept in ``tests.jsonl``), run every solution
@@ -235,8 +246,14 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     samples = ctx.files.samples(it)
     todo = sorted({s.problem_id for s in samples if unlabeled(ctx.problems_by_id[s.problem_id])})
     kinds = {pid: judged_by(ctx.problems_by_id[pid]) for pid in todo}
+    if cfg.vote == "own" and "tests" in kinds.values():
+        raise InputError("label.vote: own takes each sample's own answer as its label; code problems have no answer "
+                         "to take (use label.vote: majority, execution agreement)")
     answer_ids = [pid for pid in todo if kinds[pid] == "answer"]
-    votes = vote_all(samples, answer_ids, cfg.min_agreement, math_equivalent(ctx.cfg.verify.workers))
+    own = cfg.vote == "own"
+    votes = vote_all(samples, answer_ids, 1.0 if own else cfg.min_agreement, math_equivalent(ctx.cfg.verify.workers))
+    if own:  # the tally is kept for the record; every sample with an answer trains (verify stage)
+        votes = {pid: dataclasses.replace(v, status="own", label=None) for pid, v in votes.items()}
     rows = [label_row(pid, votes[pid], it) for pid in answer_ids]
     code = [ctx.problems_by_id[pid] for pid in todo if kinds[pid] == "tests"]
     if code:

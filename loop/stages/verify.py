@@ -87,11 +87,16 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     samples = ctx.files.samples(it)
     problems, skipped = ctx.problems_by_id, 0
     key: dict[str, Any] = {"samples": fingerprint(ctx.files.path(it, "sample").parent)}
+    own: list[Sample] = []
     if label.enabled(ctx.cfg):  # unlabeled problems are checked against their pseudo-labels, or not at all
         problems = label.labeled_problems(problems, ctx.files.rows(it, "label"))
         key["labels"] = fingerprint(ctx.files.path(it, "label").parent)
+        if ctx.cfg.label.vote == "own":  # no filter: each sample is judged by its own answer
+            own = [s for s in samples if label.unlabeled(ctx.problems_by_id[s.problem_id])]
+            for s in own:
+                s.verdict = label.own_verdict(s)
         kept = [s for s in samples if s.problem_id in problems]
-        skipped, samples = len(samples) - len(kept), kept
+        skipped, samples = len(samples) - len(kept) - len(own), kept
         if skipped:
             log.info("verify: %d samples of unlabeled problems without a pseudo-label this iteration left out", skipped)
     # Verdicts are kept as they come, so an interrupted verification resumes where it stopped.
@@ -99,11 +104,12 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
                verifiers={t: get_verifier(t).version for t in {p.task for p in ctx.problems_by_id.values()}})
     parts = ctx.rd.parts("verify", key)
     stats = verify_samples(samples, problems, ctx.cfg.verify, progress=ctx.progress, parts=parts)
+    samples += own
     ctx.files.write_samples(out, "verify", samples)
     shutil.rmtree(parts.dir, ignore_errors=True)
     return {"samples": len(samples), "verified": sum(x.correct for x in samples),
             "solved_problems": len({x.problem_id for x in samples if x.correct}), "per_verifier": stats,
-            **({"unlabeled_skipped": skipped} if label.enabled(ctx.cfg) else {})}
+            **({"unlabeled_skipped": skipped, "own_label": len(own)} if label.enabled(ctx.cfg) else {})}
 
 
 STAGE = Stage("verify", run, needs=("sample",))
