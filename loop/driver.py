@@ -1,8 +1,8 @@
 """The driver: runs the stage graph of a run, in order, each stage recorded when it finishes.
 
     iteration 0: evaluate the starting model
-    iteration i: sample -> [label] -> verify -> rationalize -> select -> pairs -> train -> evaluate
-                 (label: only with ``label.enabled``)
+    iteration i: [synthesize] -> sample -> [label] -> verify -> rationalize -> select -> pairs -> train
+                 -> evaluate (synthesize, label: only when enabled in the config)
 
 Every stage writes its outputs into a fresh folder, renamed into ``iter-NNN/<stage>`` when it
 is complete and then recorded, with a fingerprint of its files, in the manifest (see
@@ -30,12 +30,23 @@ from starloop.loop.runtime.failpoints import failpoint
 from starloop.loop.runtime.hub import publish
 from starloop.loop.runtime.lock import RunLock
 from starloop.loop.runtime.rundir import RunDir, rebuild_metrics
-from starloop.loop.stages import evaluation, label, pairs, rationalize, sample, selection, train, verify
+from starloop.loop.stages import (
+    evaluation,
+    label,
+    pairs,
+    rationalize,
+    sample,
+    selection,
+    synthesize,
+    train,
+    verify,
+)
 
 log = logging.getLogger("starloop")
 
 # The stages of one iteration, in order.
 STAGES: tuple[Stage, ...] = (
+    synthesize.STAGE,
     sample.STAGE,
     label.STAGE,
     verify.STAGE,
@@ -106,6 +117,9 @@ class Driver:
             with _log_file(self.rd.root / "run.log"), RunContext.open(self.cfg, self.rd) as ctx:
                 self.rd.init(self.cfg)  # the inputs loaded: only now is the run dir tied to this config
                 for it, stage in self.plan():
+                    if synthesize.enabled(self.cfg) and ctx.grow(it):  # the pool of later iterations
+                        log.info("iteration %d: the pool has %d problems (synthesized ones included)", it,
+                                 len(ctx.train_problems))
                     if self.run_stage(ctx, it, stage) and stage is evaluation.STAGE:
                         self.publish(it, final=False)
                 self.publish(self.cfg.iterations, final=True)

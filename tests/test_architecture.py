@@ -16,7 +16,7 @@ MAX_CLASS_LINES = 150
 EXEMPT = {"starloop.sandbox._zygote"}  # one stdlib-only file by design: the sandbox's zygote
 HEAVY = {"torch", "transformers", "vllm", "trl", "peft", "deepspeed", "matplotlib", "datasets", "pyarrow",
          "tokenizers", "wandb", "sympy", "latex2sympy2_extended", "safetensors", "huggingface_hub", "evaluate",
-         "openai", "ray"}
+         "openai", "ray", "rouge_score"}
 
 
 def modules() -> dict[str, Path]:

@@ -32,6 +32,7 @@ from starloop.loop.config.schema import (
     SamplingConfig,
     SelectConfig,
     ServerConfig,
+    SynthesizeConfig,
     TeacherConfig,
     VerifyConfig,
     to_plain,
@@ -49,7 +50,7 @@ from starloop.loop.errors import ConfigError  # the config's own error, defined 
 __all__ = [
     "MOVED", "ConfigError", "DPOSection", "DataConfig", "DatasetConfig", "EvalConfig", "LabelConfig", "LaunchConfig", "LoraSection",
     "HubConfig", "ModelConfig", "OpenSection", "PairsConfig", "PromptConfig", "RationalizeConfig", "RunConfig", "RuntimeConfig",
-    "SFTSection", "SamplingConfig", "SelectConfig", "ServerConfig", "TeacherConfig", "TrainConfig", "VerifyConfig", "build", "config_file",
+    "SFTSection", "SamplingConfig", "SelectConfig", "ServerConfig", "SynthesizeConfig", "TeacherConfig", "TrainConfig", "VerifyConfig", "build", "config_file",
     "did_you_mean", "diff_configs", "dump_config", "load_config", "load_section", "merge", "parse_yaml", "shipped", "to_plain",
     "validate",
 ]

@@ -101,6 +101,14 @@ def _check_label(cfg: RunConfig) -> None:
     train = cfg.data.train
     if (train.unlabeled or any(p.unlabeled for p in train.parts)) and not lab.enabled:
         raise ConfigError("data.train.unlabeled: unlabeled problems need the label stage; set label.enabled: true")
+    syn = cfg.synthesize
+    if syn.enabled and not lab.enabled:
+        raise ConfigError("synthesize.enabled: new problems come without answers; set label.enabled: true to label them")
+    if syn.proposals < 1 or syn.k < 1 or syn.n_solutions < 1:
+        raise ConfigError(f"synthesize.proposals, k and n_solutions: must be >= 1, got {syn.proposals}, {syn.k}, "
+                          f"{syn.n_solutions}")
+    if "{examples}" not in syn.template or "{prompt}" not in syn.example:
+        raise ConfigError("synthesize.template must contain {examples}, and synthesize.example {prompt}")
     if lab.enabled and cfg.sampling.adaptive.enabled:
         raise ConfigError("label.enabled: adaptive sampling verifies samples as they come, before any vote; "
                           "turn one of them off (sampling.adaptive.enabled: false)")

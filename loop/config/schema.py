@@ -210,6 +210,42 @@ class LabelConfig:
 
 
 @dataclass
+class SynthesizeConfig:
+    """The synthesize stage (stages/synthesize.py, filters in runtime/synthesis.py): Self-Instruct proposals of
+    new problems, filtered, joining the pool for later iterations (they come without answers: needs
+    ``label.enabled``)."""
+
+    enabled: bool = False
+    kind: Literal["text", "arithmetic"] = "text"
+    """How a problem is read from a proposal: ``text`` (its first paragraph) or ``arithmetic`` (a chain)."""
+    task: str | None = None
+    """The verifier of the new problems (default: the first train problem's)."""
+    proposals: int = 64
+    """Proposal prompts per iteration (one completion each)."""
+    k: int = 3
+    """Pool problems shown in each proposal prompt."""
+    template: str = "{examples}Problem: "
+    example: str = "Problem: {prompt}\n\n"
+    """How each shown problem is written into ``template``'s ``{examples}``."""
+    temperature: float = 1.0
+    max_new_tokens: int = 128
+    stop: list[str] = field(default_factory=list)
+    min_tokens: int = 3
+    max_tokens: int = 256
+    """Length bounds of a new problem, in tokens (words, and every digit and symbol)."""
+    novelty_threshold: float = 0.7
+    """A proposal whose ROUGE-L F1 against any pool problem reaches this is a near duplicate."""
+    decontam_n: int = 13
+    """A proposal sharing an n-gram of this many tokens with a held-out problem is contaminated (shorter
+    problems are compared whole): 13 words for prose, fewer for short problems."""
+    n_solutions: int = 8
+    """Samples per new problem for its majority-vote label and estimated pass rate."""
+    min_pass_rate: float = 0.0
+    max_pass_rate: float = 1.0
+    """The difficulty band: a new problem's estimated pass rate must lie strictly between the two."""
+
+
+@dataclass
 class SelectConfig:
     max_per_problem: int = 4
     dedup: Literal["none", "exact", "near"] = "exact"
@@ -305,6 +341,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)

@@ -23,6 +23,7 @@ from starloop.loop.demo.target_stop import Probe, StopAtAccuracy
 from starloop.loop.demo.tinymodel import TinyModelSpec, build_char_tokenizer, build_tiny_llama, save_model
 from starloop.loop.runtime.models import register_builtin_model
 from starloop.loop.runtime.prompts import render_prompt
+from starloop.loop.runtime.synthesis import proposal_prompt
 from starloop.loop.runtime.trainers import train_sft
 from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate
 
@@ -65,6 +66,16 @@ class SeedModelOptions(TinyBuildOptions):
     validation_size: int = 200
     """Held-out seed-split chains of the highest level for ``target_accuracy`` (never trained on)."""
     check_every: int = 10
+    proposal_rows: int = 0
+    """Rows that teach the model to propose a problem (the synthesize stage's Self-Instruct prompt): a
+    ``proposal_template`` showing ``proposal_k`` seed chains, completed by another one. Must match the
+    ``synthesize`` section of the runs that use this model. 0: none (the default demo's model)."""
+    proposal_k: int = 3
+    proposal_template: str = "{examples}Q: "
+    proposal_example: str = "Q: {prompt}\n"
+
+
+PROPOSAL_FIELDS = ("proposal_rows", "proposal_k", "proposal_template", "proposal_example")
 
 
 def rows_per_level(seed_levels: dict[str, int], draw: Callable[[int, int], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -134,17 +145,34 @@ def build_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig, cache_di
     plain = [(r["expr"], r["rationale"]) for r in rows]
     pairs = plain + [(text, r["rationale"]) for text, r in hinted_rows(opts, rows, seed)]
     return build_cached("arithmetic", opts, pairs, prompt_cfg, cache_dir, seed,
-                        lambda init_dir: stop_callbacks(opts, seed, init_dir, prompt_cfg), tokenizer_pairs=plain)
+                        lambda init_dir: stop_callbacks(opts, seed, init_dir, prompt_cfg), tokenizer_pairs=plain,
+                        raw_pairs=proposal_rows(opts, rows, seed))
+
+
+def proposal_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -> list[tuple[str, str]]:
+    """(proposal prompt, a new seed chain) rows, as the synthesize stage asks (used as they are, not rendered)."""
+    rng = random.Random(f"{seed}-proposals")
+    exprs = [r["expr"] for r in rows]
+    out = []
+    for _ in range(opts.proposal_rows if len(exprs) > opts.proposal_k else 0):
+        *shown, new = rng.sample(exprs, opts.proposal_k + 1)
+        out.append((proposal_prompt(opts.proposal_template, opts.proposal_example, shown), new))
+    return out
 
 
 def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]], prompt_cfg: PromptConfig, cache_dir: str | Path,
                  seed: int, stops: Callable[[Path], list[StopAtAccuracy]] | None = None,
-                 tokenizer_pairs: list[tuple[str, str]] | None = None) -> Path:
-    """Train a tiny Llama (sized by ``opts``) from scratch on (problem text, completion) ``pairs`` with a
-    character tokenizer trained on ``tokenizer_pairs`` (default: ``pairs``; its token ids follow character
-    frequencies there), and cache it under a hash of ``opts``, the prompt config and ``seed``;
-    ``stops(init_dir)`` gives early stops. Returns the model directory (cached: no training)."""
-    key_src = json.dumps({"opts": asdict(opts), "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
+                 tokenizer_pairs: list[tuple[str, str]] | None = None,
+                 raw_pairs: list[tuple[str, str]] | None = None) -> Path:
+    """Train a tiny Llama (sized by ``opts``) from scratch on (problem text, completion) ``pairs`` (and on
+    ``raw_pairs``: (prompt, completion) used as they are) with a character tokenizer trained on
+    ``tokenizer_pairs`` (default: ``pairs``; its token ids follow character frequencies there), and cache it
+    under a hash of ``opts``, the prompt config and ``seed``; ``stops(init_dir)`` gives early stops. Returns
+    the model directory (cached: no training)."""
+    key_opts = asdict(opts)
+    if not key_opts.get("proposal_rows"):  # models built before the option existed keep their cache key
+        key_opts = {k: v for k, v in key_opts.items() if k not in PROPOSAL_FIELDS}
+    key_src = json.dumps({"opts": key_opts, "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
     final = Path(cache_dir) / f"{name}-seed-{key}"
     if (final / "model" / "config.json").exists():
@@ -158,6 +186,7 @@ def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]]
     init_dir = final.with_name(final.name + ".init")
     save_model(build_tiny_llama(tok, spec, seed), tok, init_dir)
     sft = [{"prompt": render_prompt(tok, text, prompt_cfg), "completion": completion} for text, completion in pairs]
+    sft += [{"prompt": prompt, "completion": completion} for prompt, completion in raw_pairs or []]
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     callbacks = stops(init_dir) if stops else []

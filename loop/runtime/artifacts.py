@@ -10,8 +10,10 @@ from typing import Any
 from starloop.loop.fileio import read_jsonl, write_jsonl
 from starloop.loop.records import Sample, sample_from_row, sample_to_row
 from starloop.loop.runtime.rundir import RunDir
+from starloop.verifiers.records import Problem
 
 FILES = {
+    "synthesize": "accepted.jsonl",  # new problems that passed every filter (Problem rows with provenance)
     "sample": "samples.jsonl",      # Sample rows, unverified (verified with sampling.adaptive)
     "label": "labels.jsonl",        # majority-vote pseudo-labels of unlabeled problems, with provenance
     "verify": "verified.jsonl",     # Sample rows with verdicts
@@ -43,6 +45,10 @@ class Artifacts:
     def rationales(self, iteration: int) -> list[Sample]:
         return self.samples(iteration, "rationalize")
 
+    def synthesized(self, iteration: int) -> list[Problem]:
+        """The problems iteration ``iteration``'s synthesize stage added to the pool."""
+        return [Problem.from_dict(r) for r in read_jsonl(self.path(iteration, "synthesize"))]
+
     def rows(self, iteration: int, stage: str) -> list[dict[str, Any]]:
         """Plain rows of a stage's file (``select``: SFT rows, ``pairs``: preference rows)."""
         return read_jsonl(self.path(iteration, stage))
@@ -55,5 +61,5 @@ class Artifacts:
         return write_jsonl(out / (name or FILES[stage]), (sample_to_row(s) for s in samples))
 
     @staticmethod
-    def write_rows(out: Path, stage: str, rows: Iterable[dict[str, Any]]) -> int:
-        return write_jsonl(out / FILES[stage], rows)
+    def write_rows(out: Path, stage: str, rows: Iterable[dict[str, Any]], name: str | None = None) -> int:
+        return write_jsonl(out / (name or FILES[stage]), rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class RunContext:
     """Heavy phases run in child processes (``runtime.stage_processes``)."""
     teacher_model: str | None = None
     """The teacher (``sampling.teacher``): its resolved folder, or its name on a server."""
+    grown: set[int] = field(default_factory=set)
+    """Iterations whose synthesized problems joined ``train_problems`` (see :meth:`grow`)."""
 
     @classmethod
     @contextlib.contextmanager
@@ -67,6 +69,20 @@ class RunContext:
         with sampling:
             yield cls(cfg, rd, Artifacts(rd), train, held_out, {p.id: p for p in [*train, *held_out]}, base,
                       load_tokenizer(base, load), sampling, isolate, teacher[0] if teacher else None)
+
+    def grow(self, iteration: int) -> int:
+        """The problems the finished synthesize stages of iterations before ``iteration`` accepted join the pool
+        (``train_problems``, ``problems_by_id``), each iteration's once; returns how many joined now."""
+        added = 0
+        for j in range(1, iteration):
+            if j in self.grown or not self.rd.is_done(RunDir.key(j, "synthesize")):
+                continue
+            new = [p for p in self.files.synthesized(j) if p.id not in self.problems_by_id]
+            self.train_problems += new
+            self.problems_by_id.update((p.id, p) for p in new)
+            self.grown.add(j)
+            added += len(new)
+        return added
 
     @property
     def progress(self) -> bool:

@@ -27,7 +27,7 @@ from starloop.verifiers.records import REASONS
 
 log = logging.getLogger(__name__)
 
-STAGE_COLS = ("sample", "label", "verify", "rationalize", "select", "pairs", "train", "evaluate")
+STAGE_COLS = ("synthesize", "sample", "label", "verify", "rationalize", "select", "pairs", "train", "evaluate")
 SOURCES = ("selfgen", "rationalized", "real", "replay")
 REASON_COLORS = {"ok": "#2ca02c", "wrong": "#d62728", "unparseable": "#ff7f0e", "truncated": "#9467bd",
                  "timeout": "#8c564b", "error": "#7f7f7f", "none": "#c7c7c7"}
@@ -84,6 +84,8 @@ def iteration_rows(rd: RunDir) -> list[dict[str, Any]]:
             "maj@k": m.get("maj@k", {}).get(kmax) if kmax else None,
             "samples": _stage(rd, stages, it, "sample").get("samples"),
             "pseudo_labeled": _stage(rd, stages, it, "label").get("labeled"),
+            "pool": _stage(rd, stages, it, "synthesize").get("pool_size"),
+            "new_problems": _stage(rd, stages, it, "synthesize").get("accepted"),
             "verified": ver.get("verified"),
             "rationalized": _stage(rd, stages, it, "rationalize").get("rationalized"),
             "sft_rows": sel.get("rows"),
@@ -114,13 +116,15 @@ def table_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     k = next((r["pass@k"][0] for r in rows if r["pass@k"]), "k")
     dpo = any(r["dpo_loss"] is not None for r in rows)
     labels = any(r["pseudo_labeled"] is not None for r in rows)
-    header = ["iteration", "pass@1 greedy", f"pass@{k} sampled", f"maj@{k} sampled", "samples",
-              *(["pseudo-labeled"] if labels else []), "verified", "rationales kept", "SFT rows", "SFT loss",
-              *(["DPO loss"] if dpo else [])]
+    pool = any(r["pool"] is not None for r in rows)
+    header = ["iteration", "pass@1 greedy", f"pass@{k} sampled", f"maj@{k} sampled",
+              *(["new problems", "pool"] if pool else []), "samples", *(["pseudo-labeled"] if labels else []),
+              "verified", "rationales kept", "SFT rows", "SFT loss", *(["DPO loss"] if dpo else [])]
     body = []
     for r in rows:
         body.append([str(r["iteration"]), _fmt(r["pass@1"]), _fmt(r["pass@k"][1] if r["pass@k"] else None),
-                     _fmt(r["maj@k"]), _fmt(r["samples"]), *([_fmt(r["pseudo_labeled"])] if labels else []),
+                     _fmt(r["maj@k"]), *([_fmt(r["new_problems"]), _fmt(r["pool"])] if pool else []),
+                     _fmt(r["samples"]), *([_fmt(r["pseudo_labeled"])] if labels else []),
                      _fmt(r["verified"]), _fmt(r["rationalized"]),
                      _fmt(r["sft_rows"]), _fmt(r["sft_loss"]), *([_fmt(r["dpo_loss"])] if dpo else [])])
     return header, body
@@ -128,7 +132,8 @@ def table_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
 
 def seconds_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Wall-clock seconds of each stage per iteration."""
-    cols = [s for s in STAGE_COLS if s != "label" or any(s in r["seconds"] for r in rows)]  # label: when it ran
+    cols = [s for s in STAGE_COLS  # the optional stages only when they ran
+            if s not in ("synthesize", "label") or any(s in r["seconds"] for r in rows)]
     header = ["iteration", *cols, "total"]
     def sec(v: Any) -> str:
         return "-" if v is None else f"{v:.1f}"

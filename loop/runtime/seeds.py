@@ -9,6 +9,7 @@ subset        ``"{seed}-{it}"``          which problems of the pool iteration ``
 sample        ``seed + it``              the sampling call of iteration ``it`` (``it`` >= 1)
 rationalize   ``seed + 1000 + it``       the hinted re-asking of failed problems
 label         ``seed + 2000 + it``       the tests written for unlabeled code problems
+synthesize    ``seed + 3000 + it``       new problems proposed, and their labeling samples
 select        ``seed + it``              the order of candidates, real and replayed rows
 pairs         ``seed + it``              the order of candidate pairs within each prompt
 evaluate      ``seed + 7919 * (it + 1)`` held-out sampling of the checkpoint of iteration ``it``
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Purpose = Literal["subset", "sample", "rationalize", "label", "select", "pairs", "evaluate"]
+Purpose = Literal["subset", "sample", "rationalize", "label", "synthesize", "select", "pairs", "evaluate"]
 
 
 def stage_seed(run_seed: int, purpose: Purpose, iteration: int) -> int | str:
@@ -40,6 +41,8 @@ def stage_seed(run_seed: int, purpose: Purpose, iteration: int) -> int | str:
         return run_seed + 1000 + iteration
     if purpose == "label":
         return run_seed + 2000 + iteration
+    if purpose == "synthesize":
+        return run_seed + 3000 + iteration
     if purpose == "evaluate":
         return run_seed + 7919 * (iteration + 1)
     raise ValueError(f"unknown seed purpose {purpose!r}")

@@ -116,7 +116,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     return {"pass@1": metrics.get("pass@1"), "pass@k": metrics.get("pass@k")}
 
 
-TRACKED_STAGES = ("sample", "label", "verify", "rationalize", "select", "pairs", "train")
+TRACKED_STAGES = ("synthesize", "sample", "label", "verify", "rationalize", "select", "pairs", "train")
 """The stages whose numeric stats go to the trackers with each iteration's metrics (training loss and
 rows, samples, verified counts, seconds)."""
 
