@@ -18,6 +18,7 @@ from starloop.loop.config.loading import (
     shipped,
 )
 from starloop.loop.config.schema import (
+    CurriculumConfig,
     DataConfig,
     DatasetConfig,
     EvalConfig,
@@ -48,7 +49,7 @@ from starloop.loop.config.training import (
 from starloop.loop.errors import ConfigError  # the config's own error, defined with the others
 
 __all__ = [
-    "MOVED", "ConfigError", "DPOSection", "DataConfig", "DatasetConfig", "EvalConfig", "LabelConfig", "LaunchConfig", "LoraSection",
+    "MOVED", "ConfigError", "CurriculumConfig", "DPOSection", "DataConfig", "DatasetConfig", "EvalConfig", "LabelConfig", "LaunchConfig", "LoraSection",
     "HubConfig", "ModelConfig", "OpenSection", "PairsConfig", "PromptConfig", "RationalizeConfig", "RunConfig", "RuntimeConfig",
     "SFTSection", "SamplingConfig", "SelectConfig", "ServerConfig", "SynthesizeConfig", "TeacherConfig", "TrainConfig", "VerifyConfig", "build", "config_file",
     "did_you_mean", "diff_configs", "dump_config", "load_config", "load_section", "merge", "parse_yaml", "shipped", "to_plain",

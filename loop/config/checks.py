@@ -101,6 +101,8 @@ def _check_label(cfg: RunConfig) -> None:
     train = cfg.data.train
     if (train.unlabeled or any(p.unlabeled for p in train.parts)) and not lab.enabled:
         raise ConfigError("data.train.unlabeled: unlabeled problems need the label stage; set label.enabled: true")
+    if not 0.0 <= cfg.curriculum.threshold <= 1.0:
+        raise ConfigError(f"curriculum.threshold: must be in [0, 1], got {cfg.curriculum.threshold}")
     syn = cfg.synthesize
     if syn.enabled and not lab.enabled:
         raise ConfigError("synthesize.enabled: new problems come without answers; set label.enabled: true to label them")

@@ -246,6 +246,19 @@ class SynthesizeConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """A curriculum over the pool (runtime/curriculum.py): levels join as the model masters the current one."""
+
+    enabled: bool = False
+    key: str = "level"
+    """The problem ``meta`` key that orders the pool (arithmetic: ``level``, the number of operands)."""
+    threshold: float = 0.6
+    """Share of an iteration's sampled problems of the current level solved (verified) for the next to join."""
+    keep_previous: bool = True
+    """Earlier levels stay in the pool (false: only the current level is sampled)."""
+
+
+@dataclass
 class SelectConfig:
     max_per_problem: int = 4
     dedup: Literal["none", "exact", "near"] = "exact"
@@ -341,6 +354,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)

@@ -85,6 +85,7 @@ def iteration_rows(rd: RunDir) -> list[dict[str, Any]]:
             "samples": _stage(rd, stages, it, "sample").get("samples"),
             "pseudo_labeled": _stage(rd, stages, it, "label").get("labeled"),
             "pool": _stage(rd, stages, it, "synthesize").get("pool_size"),
+            "level": (_stage(rd, stages, it, "sample").get("curriculum") or {}).get("level"),
             "new_problems": _stage(rd, stages, it, "synthesize").get("accepted"),
             "verified": ver.get("verified"),
             "rationalized": _stage(rd, stages, it, "rationalize").get("rationalized"),
@@ -117,13 +118,15 @@ def table_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     dpo = any(r["dpo_loss"] is not None for r in rows)
     labels = any(r["pseudo_labeled"] is not None for r in rows)
     pool = any(r["pool"] is not None for r in rows)
+    level = any(r["level"] is not None for r in rows)
     header = ["iteration", "pass@1 greedy", f"pass@{k} sampled", f"maj@{k} sampled",
-              *(["new problems", "pool"] if pool else []), "samples", *(["pseudo-labeled"] if labels else []),
+              *(["new problems", "pool"] if pool else []), *(["level"] if level else []), "samples", *(["pseudo-labeled"] if labels else []),
               "verified", "rationales kept", "SFT rows", "SFT loss", *(["DPO loss"] if dpo else [])]
     body = []
     for r in rows:
         body.append([str(r["iteration"]), _fmt(r["pass@1"]), _fmt(r["pass@k"][1] if r["pass@k"] else None),
                      _fmt(r["maj@k"]), *([_fmt(r["new_problems"]), _fmt(r["pool"])] if pool else []),
+                     *([_fmt(r["level"])] if level else []),
                      _fmt(r["samples"]), *([_fmt(r["pseudo_labeled"])] if labels else []),
                      _fmt(r["verified"]), _fmt(r["rationalized"]),
                      _fmt(r["sft_rows"]), _fmt(r["sft_loss"]), *([_fmt(r["dpo_loss"])] if dpo else [])])

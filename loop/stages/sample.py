@@ -10,6 +10,7 @@ from typing import Any
 
 from starloop.loop.records import GenParams, SampleRequest
 from starloop.loop.runtime.context import RunContext, Stage
+from starloop.loop.runtime.curriculum import curriculum_pool
 from starloop.loop.stages.adaptive import sample_adaptive
 from starloop.verifiers.records import Problem
 
@@ -23,7 +24,10 @@ def problem_pool(problems: list[Problem], k: int | None, seed: Any) -> list[Prob
 
 def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     s = ctx.cfg.sampling
-    pool = problem_pool(ctx.train_problems, s.problems_per_iteration, ctx.seed("subset", it))
+    problems, curriculum = ctx.train_problems, None
+    if ctx.cfg.curriculum.enabled:  # the levels the model has reached (decided from earlier iterations)
+        problems, curriculum = curriculum_pool(problems, ctx.cfg.curriculum, it, ctx.files.verified)
+    pool = problem_pool(problems, s.problems_per_iteration, ctx.seed("subset", it))
     params = GenParams(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=ctx.seed("sample", it))
     model = ctx.sampler_model(it)  # the teacher (sampling.teacher) or the previous checkpoint
     if s.adaptive.enabled:  # rounds, each verified as it comes (the verify stage keeps those verdicts)
@@ -37,6 +41,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
         "truncated": sum(x.finish_reason == "length" for x in samples),
         "tokens": sum(x.num_tokens or 0 for x in samples),
         **({"adaptive": adaptive} if adaptive else {}),
+        **({"curriculum": curriculum} if curriculum else {}),
     }
 
 
