@@ -17,7 +17,10 @@ configs/demo-code.yaml (see SUITES).
 Each run is a subprocess,
 
     starloop run CONFIG --run-dir OUT/learning/SUITE/VARIANT/seed-S --set seed=S [--set ...]
-                 --set data.eval.options.per_level=EVAL_SIZE [--iterations N]
+                 --set data.eval.options.per_level=EVAL_SIZE --iterations N
+
+(N: ``--iterations``, else the suite's: 10 for ``demo``, whose config runs 5, so each run reaches its
+plateau; the config's own for ``code``)
 
 with its output in ``seed-S.log`` next to its run directory. The held-out set is larger than the
 demo's own (``--eval-size``, default 1000 problems, against the demo's 200) so that differences of a
@@ -85,6 +88,7 @@ class Suite:
     reference: str
     variants: tuple[Variant, ...]
     eval_size_key: str | None  # the config key that sets the held-out set's size (None: not settable)
+    iterations: int | None = None  # iterations per run unless --iterations (None: the config's)
 
 
 SUITES = {
@@ -113,7 +117,7 @@ SUITES = {
         # each one's own seed set.
         Variant("build_seed_1", "configs/demo.yaml", ("model.builtin_options.seed=1", "data.real.options.seed=1")),
         Variant("build_seed_2", "configs/demo.yaml", ("model.builtin_options.seed=2", "data.real.options.seed=2")),
-    ), eval_size_key="data.eval.options.per_level"),
+    ), eval_size_key="data.eval.options.per_level", iterations=10),  # the demo runs 5; its plateau needs 10
     # Suite `code`: the code demo (configs/demo-code.yaml): programs checked only by their tests in the
     # sandbox, and its matched control (the same steps on the seed programs alone).
     "code": Suite("code", "sft", (
@@ -435,13 +439,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", choices=sorted(SUITES), default="demo")
     p.add_argument("--variants", default=None, help="comma-separated variant names (default: all of the suite)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
-    p.add_argument("--iterations", type=int, default=None, help="iterations per run (default: the config's)")
+    p.add_argument("--iterations", type=int, default=None, help="iterations per run (default: demo 10, code: the config's)")
     p.add_argument("--eval-size", type=int, default=1000, help="held-out problems (default 1000; 0: the config's)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default bench/results)")
     p.add_argument("--report-only", action="store_true", help="no runs: the report from the run directories")
     args = p.parse_args(argv)
     args.out = args.out.resolve()
     suite = SUITES[args.suite]
+    if args.iterations is None:
+        args.iterations = suite.iterations
     missing = sorted({v.config for v in suite.variants if not (REPO / v.config).is_file()})
     if missing:
         print(f"suite {suite.name}: {', '.join(missing)} does not exist (yet); nothing to run", file=sys.stderr)

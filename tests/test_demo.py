@@ -46,7 +46,7 @@ def test_hinted_rows_keep_the_full_rationale():
 
 @pytest.mark.slow
 def test_shortened_demo_improves_held_out_accuracy(tmp_path, starloop_cache):
-    """A shortened demo (two iterations instead of ten): greedy pass@1 on held-out problems rises."""
+    """A shortened demo (two iterations instead of five): greedy pass@1 on held-out problems rises."""
     from starloop.loop.driver import Driver
 
     cfg = load_config(None, ["iterations=2", "runtime.progress=false"])

@@ -89,7 +89,7 @@ def test_write_report_markdown_and_pngs(tmp_path):
                    "(accuracy.png)", "(reasons.png)", "(data.png)", "| iteration | selfgen | rationalized | real | replay",
                    # what was run, and columns that say what they are
                    "| model | builtin:arithmetic |", "| SFT | learning_rate=0.0003, max_steps=60", "| DPO | off |",
-                   "| iterations, seed | 2 done of 10, seed 0 |", "| wall time |", "pass@1 greedy | pass@4 sampled | "
+                   "| iterations, seed | 2 done of 5, seed 0 |", "| wall time |", "pass@1 greedy | pass@4 sampled | "
                    "maj@4 sampled", "rationales kept", "SFT loss", "## Seconds per stage",
                    "| iteration | sample | verify | rationalize | select | pairs | train | evaluate | total |"):
         assert needle in md, needle
