@@ -29,6 +29,7 @@ from starloop.loop.runtime.samplers import TransformersSampler
 from starloop.loop.runtime.sampling import Sampling
 from starloop.loop.runtime.served import ServedSampler, ServerFailed
 from starloop.verifiers.records import Problem
+from starloop.verifiers.registry import VerifyItem, verify_batch, verify_one
 
 from .conftest import TINY_OVERRIDES, require_vllm
 
@@ -235,6 +236,48 @@ def test_failure_mid_stage_keeps_the_finished_requests(proxy, tmp_path):
     assert [(s.problem_id, s.completion, s.num_tokens) for s in resumed] == \
            [(s.problem_id, s.completion, s.num_tokens) for s in whole]
     assert {s.sampler for s in resumed} == {"student"} and {s.model for s in resumed} == {NAME}
+
+
+def test_judge_verifier_through_a_server(proxy, tmp_path):
+    """The judge verifier asks the served tiny model through the proxy: the plumbing, not the judgement (the
+    tiny model answers arithmetic chains, so the rubric is one). Replies with a score are cached: the same batch
+    again sends nothing but what ended in an error; a request past its timeout is a timeout verdict."""
+    opts = {"base_url": proxy.url, "model": NAME, "endpoint": "completions", "rubric": "Q: {completion}\nA: ",
+            "score_pattern": r"#### (\d+)", "max_tokens": 24, "max_retries": 1, "concurrency": 2,
+            "cache": str(tmp_path / "judge.sqlite")}
+    problem = Problem("j1", "judge", "Write a chain of additions.")
+    chains = ["1+2", "3+4", "2+2", "5+1"]
+    items = [VerifyItem(c, problem) for c in chains]
+    first = verify_batch("judge", items, options=opts)
+    assert proxy.forwarded == len(chains)
+    for chain, verdict in zip(chains, first, strict=True):
+        req = urllib.request.Request(f"{proxy.upstream}/v1/completions", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"model": NAME, "prompt": f"Q: {chain}\nA: ", "max_tokens": 24,
+                                                      "temperature": 0.0}).encode())
+        with urllib.request.urlopen(req, timeout=60) as resp:  # the judge's own text, asked directly
+            text = json.loads(resp.read())["choices"][0]["text"]
+        assert verdict.reason in {"ok", "wrong", "error"} and verdict.verifier == "judge", verdict
+        assert (verdict.detail == text) if verdict.reason != "error" else (repr(text[:300]) in verdict.detail)
+    errors = sum(v.reason == "error" for v in first)
+    again = verify_batch("judge", items, options=opts)
+    assert proxy.forwarded == len(chains) + errors  # errors asked again; cached replies not at all
+    assert [v for v in again if v.reason != "error"] == [v for v in first if v.reason != "error"]
+    # Sampled replies of the tiny model are random characters: reading any digit as the score, nearly all
+    # of them score, so the cache is filled and the same batch comes back from it without a request.
+    sampled = {**opts, "temperature": 1.0, "score_pattern": r"(\d)", "max_score": 9}
+    before = proxy.forwarded
+    scored = verify_batch("judge", items, options=sampled)
+    assert proxy.forwarded == before + len(chains)
+    hits = [v for v in scored if v.reason in ("ok", "wrong")]
+    assert hits and all(0.0 <= v.score <= 1.0 and v.detail for v in hits)
+    repeat = verify_batch("judge", items, options=sampled)
+    assert proxy.forwarded == before + len(chains) + (len(chains) - len(hits))
+    assert [r for r, v in zip(repeat, scored, strict=True) if v.reason in ("ok", "wrong")] == hits
+    proxy.delay = 2.0
+    late = verify_one("judge", "7+1", problem, options={**opts, "timeout": 0.5, "max_retries": 0})
+    assert late.reason == "timeout" and "took over 0.5s" in late.detail
+    while proxy.inflight:  # the late request still reaches the server: let it finish while the server is up
+        time.sleep(0.1)
 
 
 def _run(tmp_path, server, extra):

@@ -23,7 +23,7 @@ from starloop.verifiers.records import Problem, Verdict
 
 log = logging.getLogger(__name__)
 
-BUILTIN_MODULES = ("starloop.verifiers.math", "starloop.verifiers.code")
+BUILTIN_MODULES = ("starloop.verifiers.math", "starloop.verifiers.code", "starloop.verifiers.judge")
 ENTRY_POINT_GROUP = "starloop.verifiers"
 
 
@@ -127,6 +127,16 @@ def get_verifier(name: str) -> VerifierSpec:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"no verifier named {name!r}; registered: {sorted(_REGISTRY)}") from None
+
+
+def needs_gold(name: str) -> bool:
+    """Whether verifier ``name`` refuses a problem with neither an answer nor tests (math, code: yes; an LLM
+    judge: no). An unknown name needs gold (its own error comes where it is used)."""
+    try:
+        get_verifier(name).check([Problem(id="-", task=name, prompt="-")])
+    except (KeyError, ValueError):
+        return True
+    return False
 
 
 def list_verifiers() -> list[VerifierSpec]:

@@ -2,11 +2,12 @@
 
 TRL calls ``f(prompts=..., completions=..., **columns)`` with every dataset column as a
 keyword list (one entry per completion). The callable built here reads the gold ``answer``
-(math) or ``tests`` (code) column, and the optional ``problem_id`` / ``id`` and ``task``
-columns; a row whose ``task`` names another registered verifier is judged by that one.
-Conversational completions (a list of ``{"role", "content"}`` messages) are judged on the
-content of their last assistant message. Scores come from :func:`verify_batch`, so the math
-verifier's worker processes and time limits apply here too::
+(math) or ``tests`` (code) column (not needed by a verifier that judges without them, as
+``judge`` does), and the optional ``problem_id`` / ``id`` and ``task`` columns; a row whose
+``task`` names another registered verifier is judged by that one. Conversational completions
+(a list of ``{"role", "content"}`` messages) are judged on the content of their last assistant
+message; a conversational prompt is read as its last user message. Scores come from
+:func:`verify_batch`, so the math verifier's worker processes and time limits apply here too::
 
     from starloop.verifiers.reward import make_reward_func
     trainer = GRPOTrainer(..., reward_funcs=[make_reward_func("math", options={"timeout": 5})])
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from starloop.verifiers.records import Problem
-from starloop.verifiers.registry import VerifyItem, get_verifier, verify_batch
+from starloop.verifiers.registry import VerifyItem, get_verifier, needs_gold, verify_batch
 
 RewardFunc = Callable[..., list[float]]
 
@@ -44,6 +45,15 @@ def _content(content: Any, where: str) -> str:
     if isinstance(content, list):  # multimodal content parts: keep the text ones
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     raise TypeError(f"{where}: message content must be text, got {type(content).__name__}")
+
+
+def _prompt_text(prompt: Any) -> str:
+    """A prompt's text: a string, or the last user message of a conversation."""
+    if isinstance(prompt, Sequence) and not isinstance(prompt, str):
+        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        if users:
+            return _content(users[-1].get("content", ""), "prompt")
+    return prompt if isinstance(prompt, str) else str(prompt)
 
 
 def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any] | None:
@@ -72,20 +82,21 @@ def make_reward_func(verifier_name: str, *, options: dict[str, Any] | None = Non
         n = len(completions)
         answers = _column(kwargs, "answer", n)
         tests = _column(kwargs, "tests", n)
-        if answers is None and tests is None:
+        tasks = _column(kwargs, "task", n)
+        used = {str(t) if t else verifier_name for t in tasks} if tasks is not None else {verifier_name}
+        if answers is None and tests is None and any(needs_gold(t) for t in sorted(used)):
             raise ValueError(
                 f"{reward.__name__}: the dataset needs an 'answer' (or 'tests') column; "
                 f"got columns {sorted(kwargs)}"
             )
         ids = _column(kwargs, "problem_id", n) or _column(kwargs, "id", n)
-        tasks = _column(kwargs, "task", n)
         prompt_list = list(prompts) if prompts is not None and len(prompts) == n else [""] * n
         by_task: dict[str, list[int]] = {}
         items: list[VerifyItem] = []
         for k, completion in enumerate(completions):
             pid = str(ids[k]) if ids is not None else f"row-{k}"
             task = str(tasks[k]) if tasks is not None and tasks[k] else verifier_name
-            prompt = prompt_list[k] if isinstance(prompt_list[k], str) else str(prompt_list[k])
+            prompt = _prompt_text(prompt_list[k])
             problem = Problem(
                 id=pid,
                 task=task,

@@ -25,6 +25,7 @@ from starloop.loop.errors import InputError
 from starloop.loop.fileio import iter_jsonl
 from starloop.loop.tasks.registry import load_problems, register_adapter
 from starloop.verifiers.records import Problem
+from starloop.verifiers.registry import needs_gold
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _SLICE = re.compile(r"^(?P<base>[^\[\]]+)(?:\[(?P<start>-?\d*%?):(?P<stop>-?\d*%?)\])?$")
@@ -179,7 +180,7 @@ def rows_to_problems(rows: list[dict[str, Any]], cfg: DatasetConfig, *, default_
         answer, tests = row.get(fields["answer"]), row.get(fields["tests"])
         if cfg.unlabeled:
             answer = tests = None
-        elif answer is None and tests is None:
+        elif answer is None and tests is None and needs_gold(str(task)):  # an LLM judge needs neither
             first_present(row, [fields["answer"], fields["tests"]], cfg,
                           "answer (math) or tests (code); data.*.unlabeled: true reads rows without either")
         pid = row.get(fields["id"])
