@@ -344,3 +344,21 @@ def test_eval_command_on_a_served_model(server, tmp_path, starloop_cache, capsys
     assert main(["eval", "--model", NAME, *sets, "--set", f"sampling.base_url={down}", "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"no OpenAI-compatible server answers at {down}" in err
+
+
+def test_synthesis_judge_filter_through_a_server(server, tmp_path):
+    """The synthesize stage's judge filter asks the served model about each proposal (random characters from
+    the tiny model, a digit read as the score): the ones it passes go on, the others are counted as rejected."""
+    from starloop.loop.runtime.synthesis import FILTERS
+    from starloop.loop.stages.synthesize import judged
+
+    options = {"base_url": server, "model": NAME, "endpoint": "completions", "rubric": "Q: {completion}\nA: ",
+               "score_pattern": r"(\d)", "max_score": 9, "threshold": 0.5, "temperature": 1.0, "max_tokens": 24,
+               "cache": str(tmp_path / "judge.sqlite")}
+    cands = [Problem(f"syn-001-{j:04d}", "arithmetic", f"{j}+{j + 1}-1") for j in range(6)]
+    records = [{"proposal": j, "rejected_by": None} for j in range(6)]
+    counts = dict.fromkeys(FILTERS, 0)
+    kept = judged(options, cands, ["Q: 1+2\nQ: "] * 6, counts, records)
+    assert len(kept) + counts["judge"] == 6
+    assert all(("judge" in r) and (r["rejected_by"] == "judge") == (c not in kept) for r, c in zip(records, cands, strict=True))
+    assert all(r["judge"]["score"] >= 0.5 for r, c in zip(records, cands, strict=True) if c in kept)

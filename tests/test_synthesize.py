@@ -56,7 +56,7 @@ def test_planted_duplicates_and_contaminated_proposals_are_rejected():
     for proposal, why in planted.items():
         assert screen.check(proposal)[1] == why, proposal
     assert screen.pool[-2:] == ["3-4+2", "7-5+3-1"]
-    assert screen.counts == {"parse": 1, "length": 1, "novelty": 3, "decontamination": 2, "difficulty": 0}
+    assert screen.counts == {"parse": 1, "length": 1, "novelty": 3, "decontamination": 2, "judge": 0, "difficulty": 0}
     assert set(screen.counts) == set(FILTERS)
 
 
@@ -115,3 +115,23 @@ def test_the_pool_grows_with_synthesized_problems(tmp_path, tiny_overrides):
     header, body = table_lines(iteration_rows(driver.rd))
     pool = header.index("pool")
     assert [row[pool] for row in body] == ["-", str(first["pool_size"]), str(stages["iter-002/synthesize"]["pool_size"])]
+
+
+def test_a_judge_that_cannot_grade_passes_no_proposal(tmp_path):
+    """synthesize.judge: proposals the judge does not pass are rejected and counted; a judge that cannot be
+    reached grades nothing, so nothing passes (and the run goes on)."""
+    import socket
+
+    from starloop.loop.stages.synthesize import judged
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    options = {"base_url": f"http://127.0.0.1:{port}/v1", "model": "j", "max_retries": 0, "cache": None}
+    cands = [Problem(f"syn-001-{j:04d}", "math", f"What is {j}+1?") for j in range(2)]
+    records = [{"proposal": j, "rejected_by": None} for j in range(2)]
+    counts = dict.fromkeys(FILTERS, 0)
+    assert judged(options, cands, ["Q: 1+1\nQ: ", "Q: 2+2\nQ: "], counts, records) == []
+    assert counts["judge"] == 2 and all(r["rejected_by"] == "judge" and r["judge"]["reason"] == "error" for r in records)
+    with pytest.raises(ConfigError, match="synthesize.judge"):
+        load_config(None, ["synthesize.enabled=true", "label.enabled=true", "synthesize.judge={no_such_key: 1}"])

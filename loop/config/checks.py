@@ -111,6 +111,11 @@ def _check_label(cfg: RunConfig) -> None:
                           f"{syn.n_solutions}")
     if "{examples}" not in syn.template or "{prompt}" not in syn.example:
         raise ConfigError("synthesize.template must contain {examples}, and synthesize.example {prompt}")
+    if syn.judge:
+        try:
+            get_verifier("judge").make_config(syn.judge)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"synthesize.judge: {exc}") from None
     if lab.enabled and cfg.sampling.adaptive.enabled:
         raise ConfigError("label.enabled: adaptive sampling verifies samples as they come, before any vote; "
                           "turn one of them off (sampling.adaptive.enabled: false)")

@@ -238,6 +238,10 @@ class SynthesizeConfig:
     decontam_n: int = 13
     """A proposal sharing an n-gram of this many tokens with a held-out problem is contaminated (shorter
     problems are compared whole): 13 words for prose, fewer for short problems."""
+    judge: dict[str, Any] = field(default_factory=dict)
+    """Options of the ``judge`` verifier (as ``verify.options.judge``: base_url, model, rubric, threshold...);
+    set, an LLM judge grades each proposal that passed the other filters as a response to its proposal prompt,
+    and only the ones it passes go on. Empty: no judge."""
     n_solutions: int = 8
     """Samples per new problem for its majority-vote label and estimated pass rate."""
     min_pass_rate: float = 0.0

@@ -11,7 +11,9 @@ pool only if it passes, in order:
    a tokenization that keeps symbols: its default drops them, so ``3+4-2`` and ``3-4+2`` would be one text;
 4. ``decontamination``: it shares no ``decontam_n``-gram of tokens with a held-out problem (GPT-3 and
    open-instruct use 13 words for prose; a problem shorter than ``n`` tokens is compared whole);
-5. ``difficulty`` (in the stage): the pass rate estimated from its labeling samples lies strictly inside
+5. ``judge`` (in the stage, with ``synthesize.judge`` set): an LLM judge (the ``judge`` verifier) grades the
+   proposal as a response to its proposal prompt; a proposal it does not pass (or could not grade) is out;
+6. ``difficulty`` (in the stage): the pass rate estimated from its labeling samples lies strictly inside
    the band ``(min_pass_rate, max_pass_rate)``: a problem every sample solves, or none, teaches nothing.
 """
 
@@ -22,7 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-FILTERS = ("parse", "length", "novelty", "decontamination", "difficulty")
+FILTERS = ("parse", "length", "novelty", "decontamination", "judge", "difficulty")
 _CHAIN = re.compile(r"^\s*(\d+(?:\s*[+-]\s*\d+)+)\s*$")
 _LABEL = re.compile(r"^\s*(?:problem|question|q)\s*\d*\s*[:.]\s*", re.IGNORECASE)
 _SYMBOLS = re.compile(r"\d|[^\W\d_]+|[^\w\s]|_")

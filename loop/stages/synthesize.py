@@ -4,8 +4,8 @@ join the pool for the iterations after this one.
 Each of ``synthesize.proposals`` prompts shows ``k`` problems drawn from the pool (rendered by
 ``synthesize.example`` into ``synthesize.template``), and the sampler model of the iteration (the
 teacher where ``sampling.teacher`` sets one) writes one more. A proposal must be parseable, of a
-bounded length, new to the pool (ROUGE-L) and free of held-out n-grams (``runtime.synthesis``); the
-ones left are sampled ``synthesize.n_solutions`` times and labeled by majority vote, as the label stage
+bounded length, new to the pool (ROUGE-L) and free of held-out n-grams (``runtime.synthesis``), and pass
+an LLM judge where ``synthesize.judge`` sets one; the ones left are sampled ``synthesize.n_solutions`` times and labeled by majority vote, as the label stage
 labels them (they come without answers), and a problem joins only if that estimated pass rate lies
 strictly inside ``(min_pass_rate, max_pass_rate)``. Accepted problems are written to ``accepted.jsonl``
 with their provenance (iteration, the problems shown, novelty, pass rate); every proposal and the
@@ -27,6 +27,7 @@ from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.synthesis import FILTERS, Screen, in_band, pick_examples, proposal_prompt
 from starloop.loop.stages.label import math_equivalent, vote_all
 from starloop.verifiers.records import Problem
+from starloop.verifiers.registry import VerifyItem, verify_batch
 
 log = logging.getLogger(__name__)
 PROPOSALS = "proposals.jsonl"
@@ -58,6 +59,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
         if why is None:
             candidates.append(Problem(id=f"syn-{it:03d}-{j:04d}", task=task, prompt=text, meta={"synthesized": {
                 "iteration": it, "shown": shown[j], "novelty": round(novelty or 0.0, 4), "model": str(model)}}))
+    candidates = judged(c.judge, candidates, prompts, screen.counts, records)
     accepted = difficulty(ctx, it, model, candidates, screen.counts, records)
     ctx.files.write_rows(out, "synthesize", (p.to_dict() for p in accepted))
     ctx.files.write_rows(out, "synthesize", records, name=PROPOSALS)
@@ -66,6 +68,27 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     log.info("synthesize: %d of %d proposals accepted (pool %d -> %d); rejected: %s", len(accepted), len(written),
              len(pool), stats["pool_size"], ", ".join(f"{f} {screen.counts[f]}" for f in FILTERS))
     return stats
+
+
+def judged(options: dict[str, Any], candidates: list[Problem], prompts: list[str], counts: dict[str, int],
+           records: list[dict[str, Any]]) -> list[Problem]:
+    """The candidates an LLM judge with ``options`` (``synthesize.judge``) passes; all of them without options.
+    Each is graded as the response to its own proposal prompt; a judge that fails (no score, a server down)
+    passes nothing."""
+    if not options or not candidates:
+        return candidates
+    index = [int(p.id.rsplit("-", 1)[1]) for p in candidates]
+    items = [VerifyItem(p.prompt, Problem(id=p.id, task="judge", prompt=prompts[j]))
+             for p, j in zip(candidates, index, strict=True)]
+    kept = []
+    for p, j, v in zip(candidates, index, verify_batch("judge", items, options=options), strict=True):
+        records[j]["judge"] = {"score": v.score, "reason": v.reason}
+        if v.correct:
+            kept.append(p)
+        else:
+            counts["judge"] += 1
+            records[j]["rejected_by"] = "judge"
+    return kept
 
 
 def difficulty(ctx: RunContext, it: int, model: str, candidates: list[Problem], counts: dict[str, int],
