@@ -23,7 +23,8 @@ def _check_run(loop, metrics, expect_training: bool):
         assert 0.0 <= m["pass@1"] <= 1.0 and set(m["pass@k"]) == {"1", "2"}
     stages = loop.rd.manifest()["stages"]
     assert all(f"iter-001/{s.name}" in stages for s in STAGES if s.when is None) and "iter-000/evaluate" in stages
-    assert [s.name for s in STAGES] == ["sample", "label", "verify", "rationalize", "select", "pairs", "train", "evaluate"]
+    assert [s.name for s in STAGES] == ["synthesize", "sample", "label", "verify", "rationalize", "select", "pairs", "train",
+                                       "evaluate"]
     assert "iter-001/label" not in stages  # only with label.enabled
     samples = [json.loads(x) for x in (loop.rd.root / "iter-001/verify/verified.jsonl").read_text().splitlines()]
     assert len(samples) == 24 * 2
