@@ -12,8 +12,8 @@ from starloop.loop.runtime.report import iteration_rows, table_lines
 from starloop.loop.runtime.synthesis import (
     FILTERS,
     Screen,
+    grams,
     in_band,
-    ngrams,
     parse_problem,
     proposal_prompt,
     tokens,
@@ -66,7 +66,7 @@ def test_prose_decontamination_by_13_grams():
     copied = "Suppose a train leaves the station at noon and travels at sixty miles per hour toward the coast."
     assert screen.check(copied)[1] == "decontamination"
     assert screen.check("A bus leaves at nine and drives at forty miles per hour; when does it arrive?")[1] is None
-    assert len(ngrams(tokens(held), 13)) == len(tokens(held)) - 12
+    assert len(grams(held, 13)) == len(tokens(held)) - 12
 
 
 def test_difficulty_band_is_strict():

@@ -24,6 +24,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from starloop.loop.runtime.text import ngrams
+
 FILTERS = ("parse", "length", "novelty", "decontamination", "judge", "difficulty")
 _CHAIN = re.compile(r"^\s*(\d+(?:\s*[+-]\s*\d+)+)\s*$")
 _LABEL = re.compile(r"^\s*(?:problem|question|q)\s*\d*\s*[:.]\s*", re.IGNORECASE)
@@ -84,7 +86,7 @@ class Screen:
         self.counts = {f: 0 for f in FILTERS}
         self.grams: set[tuple[str, ...]] = set()
         for text in self.held_out:
-            self.grams |= ngrams(tokens(text), self.decontam_n)
+            self.grams |= grams(text, self.decontam_n)
         self.seen = set(self.pool)
 
     def novelty(self, text: str) -> float:
@@ -105,7 +107,7 @@ class Screen:
         score = self.novelty(text)
         if score >= self.novelty_threshold:
             return self._reject("novelty", text, score)
-        if ngrams(tokens(text), self.decontam_n) & self.grams:
+        if grams(text, self.decontam_n) & self.grams:
             return self._reject("decontamination", text, score)
         self.pool.append(text)
         self.seen.add(text)
@@ -116,11 +118,10 @@ class Screen:
         return text, why, score
 
 
-def ngrams(toks: Sequence[str], n: int) -> set[tuple[str, ...]]:
-    """The ``n``-grams of ``toks``; a sequence shorter than ``n`` is one gram, itself."""
-    if len(toks) < n:
-        return {tuple(toks)} if toks else set()
-    return {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
+def grams(text: str, n: int) -> frozenset[tuple[str, ...]]:
+    """The ``n``-grams of ``text``'s :func:`tokens` (none for a text without tokens)."""
+    toks = tokens(text)
+    return ngrams(toks, n) if toks else frozenset()
 
 
 def in_band(rate: float | None, low: float, high: float) -> bool:

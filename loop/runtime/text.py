@@ -22,12 +22,16 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def ngrams(tokens: Sequence[str], n: int) -> frozenset[tuple[str, ...]]:
+    """The set of ``n``-grams of ``tokens`` (the whole sequence, one gram, when shorter than ``n``)."""
+    if len(tokens) < n:
+        return frozenset({tuple(tokens)})
+    return frozenset(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     """The set of word ``n``-grams of ``text`` (the whole word sequence when shorter than ``n``)."""
-    words = text.split()
-    if len(words) < n:
-        return frozenset({tuple(words)})
-    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return ngrams(text.split(), n)
 
 
 def jaccard(a: frozenset, b: frozenset) -> float:

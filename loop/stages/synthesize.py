@@ -70,6 +70,11 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     return stats
 
 
+def proposal_index(problem: Problem) -> int:
+    """The proposal a candidate came from (its id ends with the proposal's number, its place in ``records``)."""
+    return int(problem.id.rsplit("-", 1)[1])
+
+
 def judged(options: dict[str, Any], candidates: list[Problem], prompts: list[str], counts: dict[str, int],
            records: list[dict[str, Any]]) -> list[Problem]:
     """The candidates an LLM judge with ``options`` (``synthesize.judge``) passes; all of them without options.
@@ -77,7 +82,7 @@ def judged(options: dict[str, Any], candidates: list[Problem], prompts: list[str
     passes nothing."""
     if not options or not candidates:
         return candidates
-    index = [int(p.id.rsplit("-", 1)[1]) for p in candidates]
+    index = [proposal_index(p) for p in candidates]
     items = [VerifyItem(p.prompt, Problem(id=p.id, task="judge", prompt=prompts[j]))
              for p, j in zip(candidates, index, strict=True)]
     kept = []
@@ -103,12 +108,11 @@ def difficulty(ctx: RunContext, it: int, model: str, candidates: list[Problem], 
         iteration=it))
     votes = vote_all(samples, [p.id for p in candidates], ctx.cfg.label.min_agreement,
                      math_equivalent(ctx.cfg.verify.workers))
-    by_proposal = {r["proposal"]: r for r in records}
     accepted = []
     for p in candidates:
         v = votes.get(p.id)
         rate = v.agreement if v is not None and v.status == "labeled" else None
-        record = by_proposal[int(p.id.rsplit("-", 1)[1])]
+        record = records[proposal_index(p)]
         record["pass_rate"] = rate
         if in_band(rate, c.min_pass_rate, c.max_pass_rate):
             p.meta["synthesized"]["pass_rate"] = rate
