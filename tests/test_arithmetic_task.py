@@ -82,3 +82,20 @@ def test_small_levels_raise_unless_at_most():
     rows = generate(o, 0, at_most=True)
     assert 0 < len(rows) < 400 and len({r["expr"] for r in rows}) == len(rows)
     assert all(max(map(int, r["expr"].replace("-", "+").split("+"))) <= 9 for r in rows)
+
+
+def test_right_aligned_rationales_keep_the_tail_in_its_columns_and_verify():
+    """``width``: every line is right-aligned, so the rest of the chain stays in the same columns from one line to
+    the next (a fixed distance to copy from); both verifiers ignore the padding."""
+    rows = generate(ArithmeticOptions(levels=[3, 6], per_level=20, max_operand=9, width=16), 0)
+    plain = generate(ArithmeticOptions(levels=[3, 6], per_level=20, max_operand=9), 0)
+    for r, p in zip(rows, plain, strict=True):
+        lines = r["rationale"].split("\n")
+        assert all(len(line) == 16 for line in lines)
+        assert [line.strip() for line in lines] == p["rationale"].split("\n")
+        for above, below in zip(lines[:-2], lines[1:-1], strict=True):
+            tail = below.lstrip()[1:].lstrip("0123456789")  # the chain after the new running result
+            assert above.endswith(tail) and below.endswith(tail)
+        problem = Problem(r["id"], "arithmetic", r["expr"], r["answer"])
+        assert verify_one("arithmetic", r["rationale"], problem).correct
+        assert verify_one("math", r["rationale"], Problem(r["id"], "math", r["expr"], r["answer"])).correct

@@ -2,6 +2,7 @@
 which held-out accuracy must rise."""
 
 import json
+import re
 
 import pytest
 
@@ -100,3 +101,22 @@ def test_seed_build_stops_at_the_target_accuracy(tmp_path, target, caplog):
     else:
         assert info["stopped_at_step"] is None and info["steps"] == 14  # 2 epochs of 200 rows, batch 32
         assert [s for s, _ in checks] == [3, 6, 9, 12] and "never reached" in caplog.text
+
+
+def test_later_options_leave_the_demo_models_cache_key_alone_and_wide_rows_are_wide():
+    """Options added later stay out of the cache key at their defaults: the demo's seed model keeps the key it was
+    first cached under. Wide rows have an operand above ``max_operand``; every line is padded to
+    ``rationale_width``."""
+    from starloop.loop.demo.seed_model import cache_key
+
+    cfg = load_config(None)
+    opts = build(SeedModelOptions, cfg.model.builtin_options)
+    assert cache_key(opts, cfg.prompt, opts.seed) == "f278deea7a6e"
+    assert cache_key(build(SeedModelOptions, {**cfg.model.builtin_options, "rationale_width": 16}), cfg.prompt,
+                     opts.seed) != "f278deea7a6e"
+    opts = SeedModelOptions(seed_levels={"3": 20}, max_operand=9, rationale_width=16, wide_levels={"3": 30},
+                            wide_max_operand=19)
+    rows = seed_rows(opts, 0)
+    wide = rows[20:]
+    assert 0 < len(wide) <= 30 and all(max(int(x) for x in re.findall(r"\d+", r["expr"])) > 9 for r in wide)
+    assert all(len(line) == 16 for r in rows for line in r["rationale"].split("\n"))

@@ -39,11 +39,16 @@ def render(operands: list[int], ops: list[str]) -> str:
     return str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(ops, operands[1:], strict=True))
 
 
-def rationale(operands: list[int], ops: list[str]) -> str:
-    """The worked solution: the chain rewritten one operation at a time, then ``#### answer``."""
+def rationale(operands: list[int], ops: list[str], width: int = 0) -> str:
+    """The worked solution: the chain rewritten one operation at a time, then ``#### answer``.
+
+    ``width`` > 0 right-aligns every line to that many characters (leading spaces, which the verifier ignores): the
+    rest of the chain then keeps its columns from line to line, so a model copies it from the line above at one
+    fixed distance, whatever the chain's length (a fixed distance is what a transformer carries over to chains
+    longer than it was trained on)."""
     results = evaluate_chain(operands, ops)
     lines = [f"={render([r, *operands[k + 2:]], ops[k + 1:])}" for k, r in enumerate(results)]
-    return "\n".join(lines) + f"\n#### {results[-1]}"
+    return "\n".join(line.rjust(width) for line in [*lines, f"#### {results[-1]}"])
 
 
 def parse_chain(text: str) -> tuple[list[int], list[str]] | None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,13 @@ class SeedModelOptions(TinyBuildOptions):
     seed_levels: dict[str, int] = field(default_factory=lambda: {"2": 1500, "3": 1500, "4": 100})
     """Worked examples per level (number of operands)."""
     max_operand: int = 99
+    rationale_width: int = 0
+    """Right-align the lines of the worked rationales to this many characters (``width`` of the arithmetic task)."""
+    wide_levels: dict[str, int] = field(default_factory=dict)
+    """More worked examples per level with operands up to ``wide_max_operand`` (at least one of them above
+    ``max_operand``): lines as wide as those of longer chains of small numbers, so that (with
+    ``rationale_width``) the width of a line is no sign of how many operands it has."""
+    wide_max_operand: int = 99
     hinted_fraction: float = 0.0
     """Share of seed rationales also shown with the answer hint in the prompt (``hint_template``), so
     the model knows the hinted prompt format that STaR rationalization uses; always stored with
@@ -76,6 +84,8 @@ class SeedModelOptions(TinyBuildOptions):
 
 
 PROPOSAL_FIELDS = ("proposal_rows", "proposal_k", "proposal_template", "proposal_example")
+LATER_DEFAULTS = {"rationale_width": 0, "wide_levels": {}, "wide_max_operand": 99}
+"""Options added after the demo's model was first cached: at these values they stay out of the cache key."""
 
 
 def rows_per_level(seed_levels: dict[str, int], draw: Callable[[int, int], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -93,9 +103,14 @@ def rows_per_level(seed_levels: dict[str, int], draw: Callable[[int, int], list[
 
 def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
     """Worked rationales {expr, answer, level, rationale} of the seed split."""
-    return rows_per_level(opts.seed_levels, lambda level, count: generate(
-        ArithmeticOptions(split="seed", levels=[level], per_level=count, max_operand=opts.max_operand), seed,
-        at_most=True))
+    def draw(max_operand: int) -> Callable[[int, int], list[dict[str, Any]]]:
+        return lambda level, count: generate(ArithmeticOptions(
+            split="seed", levels=[level], per_level=count, max_operand=max_operand, width=opts.rationale_width),
+            seed, at_most=True)
+
+    rows = rows_per_level(opts.seed_levels, draw(opts.max_operand))
+    wide = rows_per_level(opts.wide_levels, draw(opts.wide_max_operand)) if opts.wide_levels else []
+    return rows + [r for r in wide if max(map(int, re.findall(r"\d+", r["expr"]))) > opts.max_operand]
 
 
 def validation_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
@@ -103,7 +118,7 @@ def validation_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
     same draw, continued past the rows trained on)."""
     level, count = max(((int(k), v) for k, v in opts.seed_levels.items()))
     o = ArithmeticOptions(split="seed", levels=[level], per_level=count + opts.validation_size,
-                          max_operand=opts.max_operand)
+                          max_operand=opts.max_operand, width=opts.rationale_width)
     return generate(o, seed, at_most=True)[count:]
 
 
@@ -160,6 +175,17 @@ def proposal_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int)
     return out
 
 
+def cache_key(opts: TinyBuildOptions, prompt_cfg: PromptConfig, seed: int) -> str:
+    """A hash of the build options, prompt config and seed. Options added later stay out of it at their defaults,
+    so models built before they existed keep their key."""
+    key_opts = asdict(opts)
+    if not key_opts.get("proposal_rows"):
+        key_opts = {k: v for k, v in key_opts.items() if k not in PROPOSAL_FIELDS}
+    key_opts = {k: v for k, v in key_opts.items() if LATER_DEFAULTS.get(k, object()) != v}
+    key_src = json.dumps({"opts": key_opts, "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
+    return hashlib.sha256(key_src.encode()).hexdigest()[:12]
+
+
 def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]], prompt_cfg: PromptConfig, cache_dir: str | Path,
                  seed: int, stops: Callable[[Path], list[StopAtAccuracy]] | None = None,
                  tokenizer_pairs: list[tuple[str, str]] | None = None,
@@ -169,12 +195,7 @@ def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]]
     ``tokenizer_pairs`` (default: ``pairs``; its token ids follow character frequencies there), and cache it
     under a hash of ``opts``, the prompt config and ``seed``; ``stops(init_dir)`` gives early stops. Returns
     the model directory (cached: no training)."""
-    key_opts = asdict(opts)
-    if not key_opts.get("proposal_rows"):  # models built before the option existed keep their cache key
-        key_opts = {k: v for k, v in key_opts.items() if k not in PROPOSAL_FIELDS}
-    key_src = json.dumps({"opts": key_opts, "prompt": asdict(prompt_cfg), "seed": seed, "v": 1}, sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
-    final = Path(cache_dir) / f"{name}-seed-{key}"
+    final = Path(cache_dir) / f"{name}-seed-{cache_key(opts, prompt_cfg, seed)}"
     if (final / "model" / "config.json").exists():
         log.info("seed model: cached at %s", final / "model")
         return final / "model"

@@ -47,6 +47,9 @@ class ArithmeticOptions:
     seed: int | None = None
     """Draw with this seed instead of the run's (e.g. ``data.real`` replaying the seed set of a seed
     model built with a fixed seed)."""
+    width: int = 0
+    """Right-align every line of the worked solutions to this many characters (see
+    ``starloop.verifiers.arithmetic.rationale``); 0: no padding."""
     check_steps: bool = True
     """Verify every step of the worked solution (verifier ``arithmetic``), not only the final
     answer (verifier ``math``). With small numbers a wrong chain often ends on the right answer
@@ -97,7 +100,7 @@ def generate(o: ArithmeticOptions, seed: int, *, at_most: bool = False) -> list[
                     "expr": expr,
                     "answer": str(evaluate_chain(operands, ops)[-1]),
                     "level": level,
-                    "rationale": rationale(operands, ops),
+                    "rationale": rationale(operands, ops, o.width),
                 }
             )
     return rows
