@@ -120,3 +120,18 @@ def test_later_options_leave_the_demo_models_cache_key_alone_and_wide_rows_are_w
     wide = rows[20:]
     assert 0 < len(wide) <= 30 and all(max(int(x) for x in re.findall(r"\d+", r["expr"])) > 9 for r in wide)
     assert all(len(line) == 16 for r in rows for line in r["rationale"].split("\n"))
+
+
+def test_the_early_stop_decodes_long_enough_for_the_longest_solution():
+    """Greedy validation decodes at least 64 tokens, more when a solution is longer (right-aligned rationales):
+    a truncated decode would never match and the build would never stop early."""
+    from starloop.loop.demo.target_stop import Probe, StopAtAccuracy
+    from starloop.loop.demo.tinymodel import build_char_tokenizer
+
+    tok = build_char_tokenizer()
+    short = generate(ArithmeticOptions(split="seed", levels=[5], per_level=3, max_operand=9), 0)
+    wide = generate(ArithmeticOptions(split="seed", levels=[5], per_level=3, max_operand=9, width=16), 0)
+    assert StopAtAccuracy(Probe(["q"] * 3, [r["rationale"] for r in short]), tok, 0.5).max_new_tokens == 64
+    longest = max(len(r["rationale"]) for r in wide)
+    assert longest > 64
+    assert StopAtAccuracy(Probe(["q"] * 3, [r["rationale"] for r in wide]), tok, 0.5).max_new_tokens == longest + 8

@@ -55,8 +55,11 @@ class StopAtAccuracy:
     ``TrainerCallback`` that runs it."""
 
     def __init__(self, probe: Probe, tokenizer, target: float, *, check_every: int = 10, min_steps: int = 0,
-                 max_new_tokens: int = 64):
+                 max_new_tokens: int | None = None):
         self.probe, self.tokenizer, self.target = probe, tokenizer, target
+        if max_new_tokens is None:  # 64, or room for the longest solution and a little more
+            longest = max((len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in probe.solutions), default=0)
+            max_new_tokens = max(64, longest + 8)
         self.check_every, self.min_steps, self.max_new_tokens = check_every, min_steps, max_new_tokens
         self.history: list[tuple[int, float]] = []
         self.stopped_at: int | None = None
