@@ -64,6 +64,15 @@ def test_extraction(text, expected):
     assert extract_answer(text) == expected
 
 
+def test_the_gsm8k_marker_is_exactly_four_hashes():
+    """A run of more hashes is no marker: "###### 29" is neither the answer "## 29" nor 29 (a model that writes it has
+    not given an answer; majority votes would otherwise count such debris as agreeing answers)."""
+    assert extract_answer("          #### 29") == "29"
+    assert judge("   ###### 29\n 9", "29") == "unparseable"
+    assert judge("##### 29", "29") == "unparseable"
+    assert extract_answer("###### 28\n#### 29") == "29"
+
+
 def test_no_answer_empty_box_and_truncation():
     assert judge("I am not sure how to do this.", "5") == "unparseable"
     assert judge(r"The answer is $\boxed{}$.", "5") == "unparseable"

@@ -55,7 +55,7 @@ _ANCHOR = re.compile(
     r"(?:\*\*|__)?",
     re.IGNORECASE,
 )
-_HASHES = re.compile(r"####[ \t]*")
+_HASHES = re.compile(r"(?<!#)####(?!#)[ \t]*")  # exactly four: "###### 29" is no marker (nor "## 29")
 _PROSE_WORD = re.compile(r"(?<![\w\\])[A-Za-z]{3,}(?!\w)")
 _WORD = re.compile(r"[A-Za-z]+")
 _NOT_PROSE = {
