@@ -45,6 +45,15 @@ def test_an_iteration_that_sampled_none_of_the_level_does_not_count():
     assert current_level(PROBLEMS, cfg, 3, _verified({1: {"L7-0": True}, 2: {}}))[0] == 0
 
 
+def test_problems_left_without_a_pseudo_label_count_as_sampled_not_solved():
+    """With the label stage, verify sees only the pseudo-labeled problems: the share is of all sampled ones."""
+    cfg = CurriculumConfig(enabled=True, threshold=0.5)
+    verified = _verified({1: {"L6-0": True}, 2: {"L6-0": True, "L6-1": True}})
+    drawn = _verified({1: {f"L6-{i}": False for i in range(4)}, 2: {f"L6-{i}": False for i in range(3)}})
+    assert current_level(PROBLEMS, cfg, 2, verified)[0] == 1  # 1 of 1 verified
+    assert current_level(PROBLEMS, cfg, 3, verified, drawn) == (1, [0.25, 2 / 3])  # 1 of 4 drawn, then 2 of 3
+
+
 def test_a_run_moves_up_a_level(tmp_path, tiny_overrides):
     """Threshold 0: level 3 joins the pool after iteration 1, which sampled level 2 only."""
     overrides = [*tiny_overrides, "iterations=2", "sampling.backend=transformers", "curriculum.enabled=true",

@@ -28,9 +28,12 @@ def levels(problems: Sequence[Problem], key: str) -> list[Any]:
     return sorted({p.meta[key] for p in problems if key in p.meta}, key=_order)
 
 
-def solved_share(samples: Sequence[Sample], level_of: dict[str, Any], level: Any) -> float | None:
-    """Share of the sampled problems of ``level`` with a verified sample (None: none of them was sampled)."""
-    sampled = {s.problem_id for s in samples if level_of.get(s.problem_id) == level}
+def solved_share(samples: Sequence[Sample], level_of: dict[str, Any], level: Any,
+                 drawn: Sequence[Sample] | None = None) -> float | None:
+    """Share of the sampled problems of ``level`` (those of ``drawn``, default ``samples``) with a verified sample
+    in ``samples`` (None: none of them was sampled). Problems the label stage left without a pseudo-label have no
+    verified samples: they count as sampled, not solved."""
+    sampled = {s.problem_id for s in (samples if drawn is None else drawn) if level_of.get(s.problem_id) == level}
     if not sampled:
         return None
     solved = {s.problem_id for s in samples if s.problem_id in sampled and s.correct}
@@ -38,13 +41,15 @@ def solved_share(samples: Sequence[Sample], level_of: dict[str, Any], level: Any
 
 
 def current_level(problems: Sequence[Problem], cfg: CurriculumConfig, iteration: int,
-                  verified: Callable[[int], list[Sample]]) -> tuple[int, list[float | None]]:
-    """(index into :func:`levels` of iteration ``iteration``, the solved share of each earlier iteration)."""
+                  verified: Callable[[int], list[Sample]],
+                  drawn: Callable[[int], list[Sample]] | None = None) -> tuple[int, list[float | None]]:
+    """(index into :func:`levels` of iteration ``iteration``, the solved share of each earlier iteration);
+    ``verified(j)``: iteration j's verified samples, ``drawn(j)``: all it sampled (default: the verified)."""
     order = levels(problems, cfg.key)
     level_of = {p.id: p.meta.get(cfg.key) for p in problems}
     at, history = 0, []
     for j in range(1, iteration):
-        share = solved_share(verified(j), level_of, order[at]) if order else None
+        share = solved_share(verified(j), level_of, order[at], drawn(j) if drawn else None) if order else None
         history.append(share)
         if share is not None and share >= cfg.threshold and at + 1 < len(order):
             at += 1
@@ -52,12 +57,13 @@ def current_level(problems: Sequence[Problem], cfg: CurriculumConfig, iteration:
 
 
 def curriculum_pool(problems: Sequence[Problem], cfg: CurriculumConfig, iteration: int,
-                    verified: Callable[[int], list[Sample]]) -> tuple[list[Problem], dict[str, Any]]:
+                    verified: Callable[[int], list[Sample]],
+                    drawn: Callable[[int], list[Sample]] | None = None) -> tuple[list[Problem], dict[str, Any]]:
     """The problems iteration ``iteration`` samples from, and what the curriculum decided (for the stage's stats)."""
     order = levels(problems, cfg.key)
     if not order:
         return list(problems), {"level": None}
-    at, history = current_level(problems, cfg, iteration, verified)
+    at, history = current_level(problems, cfg, iteration, verified, drawn)
     allowed = set(order[: at + 1]) if cfg.keep_previous else {order[at]}
     pool = [p for p in problems if cfg.key not in p.meta or p.meta[cfg.key] in allowed]
     return pool, {"level": order[at], "levels": len(order), "pool": len(pool),

@@ -26,7 +26,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     s = ctx.cfg.sampling
     problems, curriculum = ctx.train_problems, None
     if ctx.cfg.curriculum.enabled:  # the levels the model has reached (decided from earlier iterations)
-        problems, curriculum = curriculum_pool(problems, ctx.cfg.curriculum, it, ctx.files.verified)
+        problems, curriculum = curriculum_pool(problems, ctx.cfg.curriculum, it, ctx.files.verified, ctx.files.samples)
     pool = problem_pool(problems, s.problems_per_iteration, ctx.seed("subset", it))
     params = GenParams(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop), seed=ctx.seed("sample", it))
     model = ctx.sampler_model(it)  # the teacher (sampling.teacher) or the previous checkpoint
