@@ -12,7 +12,9 @@ filter), from configs/ablations/, ``adaptive`` (the loop with ``sampling.adaptiv
 ``rpo_only``, ``sft_rpo_rationales`` (their failed texts cut where they depart from the chosen one;
 ``*_whole``: whole texts, the earlier recipe) and the loop from seed models of other build seeds
 (``build_seed_1``, ``build_seed_2``). ``--variants`` picks a subset. Suite ``code``:
-configs/demo-code.yaml (see SUITES).
+configs/demo-code.yaml (see SUITES). Suite ``unlabeled``: configs/demo-unlabeled.yaml (``majority``, learning
+6- and 7-operand chains from majority-vote pseudo-labels) against ``own_vote`` (no agreement filter), compared
+per level of the held-out set as well (5, 6 and 7 operands; columns "per level").
 
 Each run is a subprocess,
 
@@ -89,6 +91,7 @@ class Suite:
     variants: tuple[Variant, ...]
     eval_size_key: str | None  # the config key that sets the held-out set's size (None: not settable)
     iterations: int | None = None  # iterations per run unless --iterations (None: the config's)
+    levels: tuple[str, ...] = ()  # also per level of the held-out set (metrics' per_level): curves, comparisons
 
 
 SUITES = {
@@ -124,6 +127,13 @@ SUITES = {
         Variant("sft", "configs/demo-code.yaml"),
         Variant("control", "configs/ablations/code_control.yaml"),
     ), eval_size_key="data.eval.options.per_level"),
+    # Suite `unlabeled`: learning 6- and 7-operand chains without answers (configs/demo-unlabeled.yaml: majority-vote
+    # pseudo-labels), against the same run without the agreement filter (every sample's own answer its label).
+    # Scored per level on the config's own held-out set (200 chains per level; 3 levels).
+    "unlabeled": Suite("unlabeled", "majority", (
+        Variant("majority", "configs/demo-unlabeled.yaml"),
+        Variant("own_vote", "configs/ablations/unlabeled_own_vote.yaml"),
+    ), eval_size_key=None, levels=("5", "6", "7")),
 }
 
 
@@ -149,9 +159,26 @@ def metrics_rows(root: Path) -> list[dict[str, Any]]:
             and isinstance(r.get("pass@1"), int | float)]
 
 
-def read_metrics(root: Path) -> dict[int, float]:
-    """``{iteration: pass@1}`` of a run directory (pass@1 a fraction)."""
-    return {r["iteration"]: float(r["pass@1"]) for r in metrics_rows(root)}
+def read_metrics(root: Path, level: str | None = None) -> dict[int, float]:
+    """``{iteration: pass@1}`` of a run directory (pass@1 a fraction; of the held-out problems of ``level`` only,
+    when given)."""
+    if level is None:
+        return {r["iteration"]: float(r["pass@1"]) for r in metrics_rows(root)}
+    per = {r["iteration"]: ((r.get("per_level") or {}).get(level) or {}).get("pass@1") for r in metrics_rows(root)}
+    return {it: float(v) for it, v in per.items() if isinstance(v, int | float)}
+
+
+def level_summary(root: Path, levels: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Per level: the curve (percent), start, final and last-3 mean."""
+    out = {}
+    for lv in levels:
+        curve = read_metrics(root, lv)
+        lm = last_mean(curve)
+        out[lv] = {"curve": {str(it): round(100 * v, 2) for it, v in sorted(curve.items())},
+                   "start": round(100 * curve[0], 2) if 0 in curve else None,
+                   "final": round(100 * curve[max(curve)], 2) if curve else None,
+                   "last3_mean": round(100 * lm, 2) if lm is not None else None}
+    return out
 
 
 def run_state(root: Path, iterations: int) -> str:
@@ -217,11 +244,11 @@ def invocations(out: Path, suite: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def summarise_run(root: Path, iterations: int, calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """One run: its curve (percent), final and last-3 pass@1, wall seconds, samples drawn."""
+def summarise_run(root: Path, iterations: int, calls: list[dict[str, Any]], levels: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One run: its curve (percent), final and last-3 pass@1, wall seconds, samples drawn (and per level)."""
     curve = read_metrics(root)
     lm = last_mean(curve)
-    return {"run_dir": str(root), "complete": run_state(root, iterations) == "done",
+    return {"levels": level_summary(root, levels),"run_dir": str(root), "complete": run_state(root, iterations) == "done",
             "curve": {str(it): round(100 * v, 2) for it, v in sorted(curve.items())},
             "final": round(100 * curve[max(curve)], 2) if curve else None,
             "last3_mean": round(100 * lm, 2) if lm is not None else None,
@@ -342,14 +369,23 @@ def summarise(suite: Suite, variants: list[Variant], seeds: list[int], args: arg
             root = run_dir(args.out, suite.name, v.name, s)
             if root.exists():
                 mine = [c for c in calls if c["variant"] == v.name and c["seed"] == s]
-                runs[str(s)] = summarise_run(root, planned_iterations(v, s, args.iterations), mine)
+                runs[str(s)] = summarise_run(root, planned_iterations(v, s, args.iterations), mine, suite.levels)
         out["variants"][v.name] = {"config": v.config, "overrides": list(v.overrides), "seeds": runs}
     out["eval_problems"] = sorted({r["eval_problems"] for d in out["variants"].values() for r in d["seeds"].values()
                                    if r["eval_problems"]})
     ref = out["variants"].get(suite.reference, {}).get("seeds", {})
-    out["comparisons"] = {name: {"reference": suite.reference, **paired_differences(d["seeds"], ref)}
+    out["comparisons"] = {name: {"reference": suite.reference, **paired_differences(d["seeds"], ref),
+                                 "levels": {lv: paired_differences(*(per_level(runs, lv) for runs in (d["seeds"], ref)))
+                                            for lv in suite.levels}}
                           for name, d in out["variants"].items() if name != suite.reference and ref}
+    out["levels"] = list(suite.levels)
     return out
+
+
+def per_level(runs: dict[str, dict[str, Any]], level: str) -> dict[str, dict[str, Any]]:
+    """Runs as :func:`paired_differences` reads them, with the last-3 mean of one level."""
+    return {s: {"complete": r["complete"], "last3_mean": r["levels"][level]["last3_mean"]} for s, r in runs.items()
+            if level in r.get("levels", {})}
 
 
 def _cell(v: Any, fmt: str = "{:.1f}") -> str:
@@ -367,6 +403,11 @@ def run_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                          _cell(r["curve"].get("0")), _cell(r["final"]), _cell(r["last3_mean"]),
                          _cell(r["wall_s"], "{:.0f}"), _cell(r["stage_s"], "{:.0f}"), str(r["samples_drawn"]),
                          str(r.get("solved_train", "-")), " ".join(map(str, r.get("rescued", {}).values())) or "-"])
+            if result.get("levels"):
+                body[-1].append("; ".join(f"{lv}: {_cell(x['start'])} -> {_cell(x['final'])}"
+                                          for lv, x in r.get("levels", {}).items()) or "-")
+    if result.get("levels"):
+        header.append("per level: start -> final %")
     return header, body
 
 
@@ -377,6 +418,10 @@ def comparison_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]
              _cell(c["max"], "{:+.1f}"), ", ".join(f"seed {s}: {d:+.1f}" for s, d in c["per_seed"].items()) or "-",
              _cell(c.get("solved_train_ratio"), "{:.2f}")]
             for name, c in result["comparisons"].items()]
+    if result.get("levels"):
+        header.append("per level: mean diff (points)")
+        for row, c in zip(body, result["comparisons"].values(), strict=True):
+            row.append("; ".join(f"{lv}: {_cell(x['mean'], '{:+.1f}')}" for lv, x in c.get("levels", {}).items()))
     return header, body
 
 
@@ -428,7 +473,7 @@ def write_figure(result: dict[str, Any], path: Path) -> Path | None:
     if not dirs:
         return None
     title = f"suite {result['suite']}: held-out pass@1, mean over seeds (band: min-max)"
-    return plot_compare(read_groups(dirs, labels), path, title)
+    return plot_compare(read_groups(dirs, labels, result.get("levels") or None), path, title)
 
 
 # ----------------------------------------------------------------------------------------------

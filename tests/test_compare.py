@@ -21,9 +21,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def fake_run(root: Path, curve: list[float], config: Path = DEMO, overrides: tuple[str, ...] = (),
-             samples: int = 100) -> Path:
+             samples: int = 100, levels: dict[str, list[float]] | None = None) -> Path:
     """A run directory as the loop writes it: the resolved config.yaml, manifest.json with stage stats,
-    metrics.jsonl with one row per evaluated iteration (pass@1 a fraction)."""
+    metrics.jsonl with one row per evaluated iteration (pass@1 a fraction; per level with ``levels``)."""
     root.mkdir(parents=True)
     (root / "config.yaml").write_text(dump_config(load_config(config, list(overrides))))
     stages, rows = {}, []
@@ -42,6 +42,8 @@ def fake_run(root: Path, curve: list[float], config: Path = DEMO, overrides: tup
         stages[f"iter-{it:03d}/evaluate"] = {"pass@1": p1, "pass@k": {"1": p1, "2": p1}, "seconds": 2.0}
         rows.append({"iteration": it, "problems": 200, "pass@1": p1, "pass@k": {"1": p1, "2": p1},
                      "maj@k": {"1": p1, "2": p1}, "reasons": {"ok": p1, "wrong": 1 - p1}})
+        if levels:
+            rows[-1]["per_level"] = {lv: {"problems": 100, "pass@1": c[it]} for lv, c in levels.items()}
     (root / "manifest.json").write_text(json.dumps({"layout": 2, "stages": stages}))
     (root / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
@@ -120,6 +122,25 @@ def test_labels_name_each_run_and_split_but_never_merge_experiments(runs):
 def test_plot_compare_writes_a_png(runs, tmp_path):
     path = plot_compare(read_groups(runs), tmp_path / "out" / "cmp.png")
     check_png(path)
+
+
+def test_compare_per_level_curves(tmp_path, capsys):
+    """``--levels``: one curve per run and level, from the evaluation's per_level; a run without them is one line."""
+    a = fake_run(tmp_path / "a", [0.3, 0.5], overrides=("seed=0",), levels={"6": [0.2, 0.6], "7": [0.0, 0.3]})
+    b = fake_run(tmp_path / "b", [0.3, 0.5], overrides=("seed=1",), levels={"6": [0.4, 0.8], "7": [0.0, 0.1]})
+    groups = read_groups([a, b], levels=["6", "7"])
+    assert [g.label for g in groups] == ["demo, level 6", "demo, level 7"]
+    assert [s["mean"] for s in groups[0].stats()] == pytest.approx([0.3, 0.7])
+    assert read_curve(b, level="7").points == {0: 0.0, 1: 0.1}
+    out = tmp_path / "levels.png"
+    assert main(["report", "--compare", str(a), str(b), "--levels", "6", "7", "--output", str(out)]) == 0
+    check_png(out)
+    assert "demo, level 7" in capsys.readouterr().out
+    plain = fake_run(tmp_path / "plain", [0.1, 0.2])
+    assert main(["report", "--compare", str(plain), "--levels", "6", "--output", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "level 6" in err and str(plain) in err
+    assert main(["report", str(a), "--levels", "6"]) == 2
 
 
 def test_report_compare_cli(runs, tmp_path, capsys):
@@ -258,3 +279,22 @@ def test_suite_without_its_config_says_so(bench, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "learning.json").exists()
     assert bench.main(["--suite", "demo", "--variants", "sft,bogus", "--out", str(tmp_path)]) == 2
     assert "no variant bogus" in capsys.readouterr().err
+
+
+def test_unlabeled_suite_compares_per_level(bench, tmp_path, capsys):
+    """A suite with levels: per-level curves in the runs' summaries, per-level paired differences, a column each."""
+    config = REPO / "configs/demo-unlabeled.yaml"
+    for seed in (0, 1):
+        for variant, six in (("majority", [0.3, 0.6, 0.7]), ("own_vote", [0.3, 0.2, 0.1])):
+            fake_run(bench.run_dir(tmp_path, "unlabeled", variant, seed), [0.4, 0.5, 0.5], config,
+                     overrides=(f"seed={seed}",), levels={"5": [0.9] * 3, "6": six, "7": [0.0, 0.1, 0.2]})
+    assert bench.main(["--suite", "unlabeled", "--seeds", "0,1", "--iterations", "2", "--report-only",
+                       "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "learning.json").read_text())["unlabeled"]
+    six = data["variants"]["majority"]["seeds"]["1"]["levels"]["6"]
+    assert six["start"] == 30.0 and six["final"] == 70.0 and six["last3_mean"] == 65.0
+    cmp = data["comparisons"]["own_vote"]
+    assert cmp["levels"]["6"]["mean"] == -50.0 and cmp["levels"]["7"]["mean"] == 0.0 and cmp["mean"] == 0.0
+    md = (tmp_path / "learning.md").read_text()
+    assert "6: 30.0 -> 70.0" in md and "6: -50.0" in md
+    check_png(tmp_path / "learning-unlabeled.png")

@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                    help="with --compare: one label per run directory (default: the config's name)")
     p.add_argument("--title", default=None, help="with --compare: the plot's title")
+    p.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
+                   help="with --compare: one curve per run and level (the held-out problems of that level, e.g. "
+                        "the arithmetic task's number of operands) instead of the overall pass@1")
     p.set_defaults(func=run)
 
 
@@ -37,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         if args.run_dir is not None:
             raise InputError("give RUN_DIR (one run's report) or --compare RUN_DIR ... (several runs), not both")
         return compare(args)
-    if args.output is not None or args.labels is not None or args.title is not None:
-        raise InputError("--output, --labels and --title go with --compare")
+    if args.output is not None or args.labels is not None or args.title is not None or args.levels is not None:
+        raise InputError("--output, --labels, --title and --levels go with --compare")
     if args.run_dir is None:
         raise InputError("give a run directory: starloop report RUN_DIR, or starloop report --compare RUN_DIR ...")
     rd = RunDir(args.run_dir)
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    groups = read_groups(args.compare, args.labels)
+    groups = read_groups(args.compare, args.labels, args.levels)
     path = plot_compare(groups, args.output or Path("compare.png"), args.title)
     header, body = summary_lines(groups)
     table = Table(title="held-out pass@1 (greedy), mean over each group's runs")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,9 @@ def _config(root: Path) -> dict[str, Any] | None:
         return data  # a key since removed or renamed: compared as written
 
 
-def read_curve(root: str | Path, label: str | None = None) -> RunCurve:
-    """The pass@1 curve of run directory ``root``; an unusable directory is an :class:`InputError`."""
+def read_curve(root: str | Path, label: str | None = None, level: str | None = None) -> RunCurve:
+    """The pass@1 curve of run directory ``root`` (of its held-out problems of ``level`` only, when given: the
+    evaluation's ``per_level``); an unusable directory is an :class:`InputError`."""
     root = Path(root)
     rd = RunDir(root)
     if not root.is_dir():
@@ -100,8 +101,11 @@ def read_curve(root: str | Path, label: str | None = None) -> RunCurve:
     points = {}
     for n, row in enumerate(rows, 1):
         it, p1 = row.get("iteration"), row.get("pass@1")
+        if level is not None:
+            p1 = ((row.get("per_level") or {}).get(str(level)) or {}).get("pass@1")
         if not isinstance(it, int) or isinstance(p1, bool) or not isinstance(p1, int | float):
-            raise InputError(f"{rd.metrics_path}: row {n} has no integer 'iteration' and numeric 'pass@1'")
+            what = "'pass@1'" if level is None else f"'per_level' pass@1 of level {level}"
+            raise InputError(f"{rd.metrics_path}: row {n} has no integer 'iteration' and numeric {what}")
         points[it] = float(p1)
     cfg = _config(root)
     seed = cfg.get("seed") if cfg else None
@@ -124,12 +128,21 @@ def group_runs(curves: list[RunCurve]) -> list[Group]:
     return list(groups.values())
 
 
-def read_groups(run_dirs: list[str | Path], labels: list[str] | None = None) -> list[Group]:
-    """Read and group run directories; ``labels``, when given, name each run directory in order."""
+def read_groups(run_dirs: list[str | Path], labels: list[str] | None = None,
+                levels: list[str] | None = None) -> list[Group]:
+    """Read and group run directories; ``labels``, when given, name each run directory in order. With
+    ``levels``, every run gives one curve per level (``per_level``), labelled "LABEL, level L"."""
     if labels is not None and len(labels) != len(run_dirs):
         raise InputError(f"--labels: {len(labels)} labels for {len(run_dirs)} run directories (give one per run "
                          f"directory; runs with the same label and config are grouped)")
-    return group_runs([read_curve(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)])
+    if not levels:
+        return group_runs([read_curve(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)])
+    curves = []
+    for lv in levels:
+        for i, d in enumerate(run_dirs):
+            c = read_curve(d, labels[i] if labels else None, level=lv)
+            curves.append(replace(c, label=f"{c.label}, level {lv}"))
+    return group_runs(curves)
 
 
 def plot_compare(groups: list[Group], path: str | Path, title: str | None = None) -> Path:
