@@ -248,14 +248,15 @@ def summarise_run(root: Path, iterations: int, calls: list[dict[str, Any]], leve
     """One run: its curve (percent), final and last-3 pass@1, wall seconds, samples drawn (and per level)."""
     curve = read_metrics(root)
     lm = last_mean(curve)
-    return {"levels": level_summary(root, levels),"run_dir": str(root), "complete": run_state(root, iterations) == "done",
+    return {"run_dir": str(root), "complete": run_state(root, iterations) == "done",
             "curve": {str(it): round(100 * v, 2) for it, v in sorted(curve.items())},
             "final": round(100 * curve[max(curve)], 2) if curve else None,
             "last3_mean": round(100 * lm, 2) if lm is not None else None,
             "wall_s": round(sum(c["seconds"] for c in calls), 1) if calls else None, "invocations": len(calls),
             "stage_s": round(stage_seconds(root), 1), "samples_drawn": samples_drawn(root),
             "solved_train": solved_train_problems(root), "rescued": rescued_per_iteration(root),
-            "eval_problems": max((r.get("problems") or 0 for r in metrics_rows(root)), default=None)}
+            "eval_problems": max((r.get("problems") or 0 for r in metrics_rows(root)), default=None),
+            "levels": level_summary(root, levels)}
 
 
 def paired_differences(variant: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]]) -> dict[str, Any]:

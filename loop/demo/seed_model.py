@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from starloop.loop.runtime.prompts import render_prompt
 from starloop.loop.runtime.synthesis import proposal_prompt
 from starloop.loop.runtime.trainers import train_sft
 from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate
+from starloop.verifiers.arithmetic import parse_chain
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
 
     rows = rows_per_level(opts.seed_levels, draw(opts.max_operand))
     wide = rows_per_level(opts.wide_levels, draw(opts.wide_max_operand)) if opts.wide_levels else []
-    return rows + [r for r in wide if max(map(int, re.findall(r"\d+", r["expr"]))) > opts.max_operand]
+    return rows + [r for r in wide if max(parse_chain(r["expr"])[0]) > opts.max_operand]
 
 
 def validation_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
