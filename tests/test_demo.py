@@ -120,6 +120,13 @@ def test_later_options_leave_the_demo_models_cache_key_alone_and_wide_rows_are_w
     wide = rows[20:]
     assert 0 < len(wide) <= 30 and all(max(int(x) for x in re.findall(r"\d+", r["expr"])) > 9 for r in wide)
     assert all(len(line) == 16 for r in rows for line in r["rationale"].split("\n"))
+    long = seed_rows(SeedModelOptions(seed_levels={"3": 20}, max_operand=9, long_levels={"7": 25}), 0)[20:]
+    assert len(long) == 25 and all(r["level"] == 7 and set(re.findall(r"[-+*]", r["expr"])) == {"*"} for r in long)
+    assert all(1 <= int(x) <= 3 for r in long for x in re.findall(r"\d+", r["expr"]))
+    mixed = seed_rows(SeedModelOptions(seed_levels={"3": 20}, max_operand=9, long_levels={"6": 60}, long_ops="+-*"), 0)
+    assert 40 < len(mixed[20:]) < 60 and all("*" in r["expr"] for r in mixed[20:])  # never a +/- chain of the task
+    demo = cfg.model.builtin_options
+    assert cache_key(build(SeedModelOptions, {**demo, "long_levels": {"7": 9}}), cfg.prompt, demo["seed"]) != "f278deea7a6e"
 
 
 def test_the_early_stop_decodes_long_enough_for_the_longest_solution():

@@ -61,6 +61,14 @@ class SeedModelOptions(TinyBuildOptions):
     ``max_operand``): lines as wide as those of longer chains of small numbers, so that (with
     ``rationale_width``) the width of a line is no sign of how many operands it has."""
     wide_max_operand: int = 99
+    long_levels: dict[str, int] = field(default_factory=dict)
+    """More worked examples per level of chains with other operators (``long_ops``, operands from
+    ``long_min_operand`` to ``long_max_operand``; only chains with an operator other than ``+`` and ``-``): chains
+    longer than any ``+``/``-`` chain of the seed set, so that a line's number is no sign of where a chain ends,
+    without teaching a single longer ``+``/``-`` chain."""
+    long_ops: str = "*"
+    long_min_operand: int = 1
+    long_max_operand: int = 3
     hinted_fraction: float = 0.0
     """Share of seed rationales also shown with the answer hint in the prompt (``hint_template``), so
     the model knows the hinted prompt format that STaR rationalization uses; always stored with
@@ -84,7 +92,8 @@ class SeedModelOptions(TinyBuildOptions):
 
 
 PROPOSAL_FIELDS = ("proposal_rows", "proposal_k", "proposal_template", "proposal_example")
-LATER_DEFAULTS = {"rationale_width": 0, "wide_levels": {}, "wide_max_operand": 99}
+LATER_DEFAULTS = {"rationale_width": 0, "wide_levels": {}, "wide_max_operand": 99,
+                  "long_levels": {}, "long_ops": "*", "long_min_operand": 1, "long_max_operand": 3}
 """Options added after the demo's model was first cached: at these values they stay out of the cache key."""
 
 
@@ -103,14 +112,17 @@ def rows_per_level(seed_levels: dict[str, int], draw: Callable[[int, int], list[
 
 def seed_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
     """Worked rationales {expr, answer, level, rationale} of the seed split."""
-    def draw(max_operand: int) -> Callable[[int, int], list[dict[str, Any]]]:
+    def draw(max_operand: int, ops: str = "+-", min_operand: int = 0) -> Callable[[int, int], list[dict[str, Any]]]:
         return lambda level, count: generate(ArithmeticOptions(
-            split="seed", levels=[level], per_level=count, max_operand=max_operand, width=opts.rationale_width),
-            seed, at_most=True)
+            split="seed", levels=[level], per_level=count, max_operand=max_operand, min_operand=min_operand, ops=ops,
+            width=opts.rationale_width), seed, at_most=True)
 
     rows = rows_per_level(opts.seed_levels, draw(opts.max_operand))
     wide = rows_per_level(opts.wide_levels, draw(opts.wide_max_operand)) if opts.wide_levels else []
-    return rows + [r for r in wide if max(parse_chain(r["expr"])[0]) > opts.max_operand]
+    long_draw = draw(opts.long_max_operand, opts.long_ops, opts.long_min_operand)
+    long = rows_per_level(opts.long_levels, long_draw) if opts.long_levels else []
+    long = [r for r in long if set(parse_chain(r["expr"])[1]) - set("+-")]  # never a chain of the task itself
+    return rows + [r for r in wide if max(parse_chain(r["expr"])[0]) > opts.max_operand] + long
 
 
 def validation_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:

@@ -37,6 +37,8 @@ class ArithmeticOptions:
     counts: dict[str, int] = field(default_factory=dict)
     """Problems per level for some levels (level -> count), overriding ``per_level`` for those."""
     max_operand: int = 99
+    min_operand: int = 0
+    """Operands are drawn from ``min_operand`` to ``max_operand``."""
     ops: str = "+-"
     nonnegative: bool = True
     """Keep every intermediate result >= 0 (shorter numbers, easier for small models)."""
@@ -64,7 +66,7 @@ def split_of(expr: str, eval_share: float, seed_share: float) -> str:
 
 def _random_chain(rng: random.Random, n: int, o: ArithmeticOptions) -> tuple[list[int], list[str]]:
     while True:
-        operands = [rng.randint(0, o.max_operand) for _ in range(n)]
+        operands = [rng.randint(o.min_operand, o.max_operand) for _ in range(n)]
         ops = [rng.choice(o.ops) for _ in range(n - 1)]
         if not o.nonnegative or min(evaluate_chain(operands, ops)) >= 0:
             return operands, ops
