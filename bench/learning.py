@@ -13,9 +13,10 @@ filter), from configs/ablations/, ``adaptive`` (the loop with ``sampling.adaptiv
 ``*_whole``: whole texts, the earlier recipe) and the loop from seed models of other build seeds
 (``build_seed_1``, ``build_seed_2``). ``--variants`` picks a subset. Suite ``code``:
 configs/demo-code.yaml (see SUITES). Suite ``unlabeled``: configs/demo-unlabeled.yaml (``majority``, learning
-6- and 7-operand chains from majority-vote pseudo-labels) against ``own_vote`` (no agreement filter), and the
-config's earlier settings (``majority_steps60``, ``own_vote_steps60``, ``majority_7of8``, ``majority_6of8``,
-``own_vote_quarter``), compared per level of the held-out set as well (5, 6 and 7 operands; columns "per level").
+6- and 7-operand chains from majority-vote pseudo-labels) against ``own_vote`` (no agreement filter), 20 SFT steps
+per iteration (``majority_steps20``) and the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
+``majority_7of8``, ``majority_6of8``, ``own_vote_quarter``), compared per level of the held-out set as well (5, 6
+and 7 operands; columns "per level").
 
 Each run is a subprocess,
 
@@ -130,12 +131,13 @@ SUITES = {
     ), eval_size_key="data.eval.options.per_level"),
     # Suite `unlabeled`: learning 6- and 7-operand chains without answers (configs/demo-unlabeled.yaml: majority-vote
     # pseudo-labels, 7 of 8 votes, half the SFT rows replayed from the seed set, 30 SFT steps per iteration), against
-    # the same run without the agreement filter (every sample's own answer its label); and the config's earlier
-    # settings (60 steps; 6 or 7 of 8 votes; a quarter replayed). Scored per level on the config's own held-out set
-    # (200 chains per level; 3 levels).
+    # the same run without the agreement filter (every sample's own answer its label); 20 steps; and the config's
+    # earlier settings (60 steps; 6 or 7 of 8 votes; a quarter replayed). Scored per level on the config's own
+    # held-out set (200 chains per level; 3 levels).
     "unlabeled": Suite("unlabeled", "majority", (
         Variant("majority", "configs/demo-unlabeled.yaml"),
         Variant("own_vote", "configs/ablations/unlabeled_own_vote.yaml"),
+        Variant("majority_steps20", "configs/demo-unlabeled.yaml", ("train.sft.max_steps=20",)),
         Variant("majority_steps60", "configs/demo-unlabeled.yaml", ("train.sft.max_steps=60",)),
         Variant("own_vote_steps60", "configs/ablations/unlabeled_own_vote.yaml", ("train.sft.max_steps=60",)),
         Variant("majority_7of8", "configs/demo-unlabeled.yaml", ("train.sft.max_steps=60", "select.real_fraction=0.25")),
