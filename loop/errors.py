@@ -59,6 +59,11 @@ def raise_if_signalled() -> None:
         raise Terminated if _SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt
 
 
+def signalled() -> int | None:
+    """The last SIGINT or SIGTERM that arrived (None: none)."""
+    return _SIGNALLED[-1] if _SIGNALLED else None
+
+
 def forget_signals() -> None:
     """Start a command with no signal remembered (the command line's ``main`` may run several times)."""
     _SIGNALLED.clear()

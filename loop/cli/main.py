@@ -34,6 +34,7 @@ from starloop.loop.errors import (
     is_disk_full,
     on_signal,
     raise_if_signalled,
+    signalled,
 )
 from starloop.loop.runtime.lock import RunDirLocked
 from starloop.loop.runtime.processes import ChildFailed
@@ -85,6 +86,14 @@ def _fail(message: object, code: int) -> int:
     return code
 
 
+def _interrupted(signum: int) -> int:
+    if signum == signal.SIGTERM:
+        print(f"terminated (SIGTERM): {INTERRUPTED}", file=sys.stderr)
+        return EXIT_TERMINATED
+    print(INTERRUPTED, file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     _env_defaults()
     args = build_parser().parse_args(argv)
@@ -101,16 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, EXIT_LOCKED)
     except DiskFull as exc:
         return _fail(exc, EXIT_DISK_FULL)
-    except (ChildFailed, ShardError, ServerFailed) as exc:
-        return _fail(exc, EXIT_FAILED)
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(signal.SIGINT)
     except Terminated:
-        print(f"terminated (SIGTERM): {INTERRUPTED}", file=sys.stderr)
-        return EXIT_TERMINATED
-    except OSError as exc:
-        if is_disk_full(exc):
+        return _interrupted(signal.SIGTERM)
+    except (ChildFailed, ShardError, ServerFailed) as exc:
+        if signalled():  # a child that stopped because the run was being interrupted
+            return _interrupted(signalled())
+        return _fail(exc, EXIT_FAILED)
+    except Exception as exc:
+        if signalled():  # raised while unwinding the interruption (a child or a server killed on the way out)
+            return _interrupted(signalled())
+        if isinstance(exc, OSError) and is_disk_full(exc):
             return _fail(DiskFull(exc.filename or "the output"), EXIT_DISK_FULL)
         raise
     finally:
