@@ -176,6 +176,36 @@ def test_sigterm_and_sigint_stop_within_seconds_and_keep_finished_stages(tmp_pat
     assert out.returncode == 0 and sorted(_stages(run)) == sorted(ALL)
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("failure", ["child", "other"])
+def test_a_failure_while_unwinding_a_signal_still_ends_as_the_interruption(monkeypatch, capsys, sig, code, failure):
+    """The race: a signal arrives, and on the way out a child or server that the signal stopped raises its own
+    error, which replaces the interruption. The run still ends with the signal's status, not 1."""
+    import argparse
+
+    from starloop.loop.cli import main as cli
+    from starloop.loop.runtime.processes import ChildFailed
+
+    def command(args):
+        try:
+            os.kill(os.getpid(), sig)  # the handler raises the interruption here
+            time.sleep(5)
+        finally:
+            if failure == "child":
+                raise ChildFailed("sample child exited with status -15")
+            raise RuntimeError("the server's socket closed on the way out")
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.set_defaults(func=command)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    before = signal.getsignal(sig)
+    assert cli.main([]) == code
+    err = capsys.readouterr().err
+    assert "interrupted; finished stages are kept" in err and "Traceback" not in err, err
+    assert signal.getsignal(sig) is before  # the command's handlers are put back
+
+
 # ---------------------------------------------------------------------------------------------- damage
 
 
