@@ -13,10 +13,12 @@ filter), from configs/ablations/, ``adaptive`` (the loop with ``sampling.adaptiv
 ``*_whole``: whole texts, the earlier recipe) and the loop from seed models of other build seeds
 (``build_seed_1``, ``build_seed_2``). ``--variants`` picks a subset. Suite ``code``:
 configs/demo-code.yaml (see SUITES). Suite ``unlabeled``: configs/demo-unlabeled.yaml (``majority``, learning
-6- and 7-operand chains from majority-vote pseudo-labels) against ``own_vote`` (no agreement filter), 20 SFT steps
-per iteration (``majority_steps20``) and the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
+6- and 7-operand chains from majority-vote pseudo-labels) against ``own_vote`` (no agreement filter), both with 8
+iterations (``majority_iter8``, ``own_vote_iter8``), all 8 votes (``majority_8of8``, 8 iterations), 750 problems
+per iteration (``majority_750``), 20 SFT steps per iteration
+(``majority_steps20``) and the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
 ``majority_7of8``, ``majority_6of8``, ``own_vote_quarter``), compared per level of the held-out set as well (5, 6
-and 7 operands; columns "per level").
+and 7 operands; columns "per level"). Runs of different lengths are compared over the iterations both have.
 
 Each run is a subprocess,
 
@@ -96,6 +98,9 @@ class Suite:
     levels: tuple[str, ...] = ()  # also per level of the held-out set (metrics' per_level): curves, comparisons
 
 
+# The unlabeled suite's earlier evaluation: 2 sampled completions per held-out problem besides the greedy one.
+EVAL_SAMPLED = ("eval.n=2", "eval.k=[1, 2]")
+
 SUITES = {
     "demo": Suite("demo", "sft", (
         Variant("sft", "configs/demo.yaml"),
@@ -130,21 +135,31 @@ SUITES = {
         Variant("control", "configs/ablations/code_control.yaml"),
     ), eval_size_key="data.eval.options.per_level"),
     # Suite `unlabeled`: learning 6- and 7-operand chains without answers (configs/demo-unlabeled.yaml: majority-vote
-    # pseudo-labels, 7 of 8 votes, half the SFT rows replayed from the seed set, 30 SFT steps per iteration), against
-    # the same run without the agreement filter (every sample's own answer its label); 20 steps; and the config's
-    # earlier settings (60 steps; 6 or 7 of 8 votes; a quarter replayed). Scored per level on the config's own
-    # held-out set (200 chains per level; 3 levels).
+    # pseudo-labels, 7 of 8 votes, half the SFT rows replayed from the seed set, 30 SFT steps per iteration, 6
+    # iterations, greedy evaluation only), against the same run without the agreement filter (every sample's own
+    # answer its label). The other variants were benched while the config's evaluation also sampled 2 completions
+    # per held-out problem (EVAL_SAMPLED). The in-process engine is seeded once and serves the evaluation and the next
+    # iteration's sampling in turn, so that evaluation changes the random stream, not the recipe: the config and
+    # the own-vote run with 8 iterations (the comparisons pair runs over the iterations both have); all 8 votes (8
+    # iterations); 750 problems per iteration; 20 SFT steps per iteration; and the config's earlier settings (60
+    # steps; 6 or 7 of 8 votes; a quarter replayed). Scored per level on the config's own held-out set (200 chains
+    # per level; 3 levels).
     "unlabeled": Suite("unlabeled", "majority", (
         Variant("majority", "configs/demo-unlabeled.yaml"),
         Variant("own_vote", "configs/ablations/unlabeled_own_vote.yaml"),
-        Variant("majority_steps20", "configs/demo-unlabeled.yaml", ("train.sft.max_steps=20",)),
-        Variant("majority_steps60", "configs/demo-unlabeled.yaml", ("train.sft.max_steps=60",)),
-        Variant("own_vote_steps60", "configs/ablations/unlabeled_own_vote.yaml", ("train.sft.max_steps=60",)),
-        Variant("majority_7of8", "configs/demo-unlabeled.yaml", ("train.sft.max_steps=60", "select.real_fraction=0.25")),
+        Variant("majority_iter8", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "iterations=8")),
+        Variant("own_vote_iter8", "configs/ablations/unlabeled_own_vote.yaml", (*EVAL_SAMPLED, "iterations=8")),
+        Variant("majority_8of8", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "label.min_agreement=1.0", "iterations=8")),
+        Variant("majority_750", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "sampling.problems_per_iteration=750")),
+        Variant("majority_steps20", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "train.sft.max_steps=20")),
+        Variant("majority_steps60", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "train.sft.max_steps=60")),
+        Variant("own_vote_steps60", "configs/ablations/unlabeled_own_vote.yaml", (*EVAL_SAMPLED, "train.sft.max_steps=60")),
+        Variant("majority_7of8", "configs/demo-unlabeled.yaml",
+                (*EVAL_SAMPLED, "train.sft.max_steps=60", "select.real_fraction=0.25")),
         Variant("majority_6of8", "configs/demo-unlabeled.yaml",
-                ("train.sft.max_steps=60", "label.min_agreement=0.75", "select.real_fraction=0.25")),
+                (*EVAL_SAMPLED, "train.sft.max_steps=60", "label.min_agreement=0.75", "select.real_fraction=0.25")),
         Variant("own_vote_quarter", "configs/ablations/unlabeled_own_vote.yaml",
-                ("train.sft.max_steps=60", "select.real_fraction=0.25")),
+                (*EVAL_SAMPLED, "train.sft.max_steps=60", "select.real_fraction=0.25")),
     ), eval_size_key=None, levels=("5", "6", "7")),
 }
 
@@ -271,12 +286,23 @@ def summarise_run(root: Path, iterations: int, calls: list[dict[str, Any]], leve
             "levels": level_summary(root, levels)}
 
 
+def _paired_last3(a: dict[str, Any], b: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The last-3 means of two runs over the iterations both have: a run with more iterations than the other
+    (a variant benched before the reference's iteration count changed) is compared at the other's horizon."""
+    ca, cb = a.get("curve"), b.get("curve")
+    if not ca or not cb:
+        return a["last3_mean"], b["last3_mean"]
+    horizon = min(max(map(int, ca)), max(map(int, cb)))
+    means = [last_mean({int(it): v for it, v in c.items() if int(it) <= horizon}) for c in (ca, cb)]
+    return tuple(round(m, 2) if m is not None else None for m in means)  # type: ignore[return-value]
+
+
 def paired_differences(variant: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per seed: variant - reference of the last-3 mean pass@1 (points), for seeds where both are complete;
-    with their mean, min and max (None without a pair)."""
-    per_seed = {s: round(r["last3_mean"] - reference[s]["last3_mean"], 2) for s, r in sorted(variant.items())
-                if s in reference and r["complete"] and reference[s]["complete"]
-                and r["last3_mean"] is not None and reference[s]["last3_mean"] is not None}
+    """Per seed: variant - reference of the last-3 mean pass@1 (points), over the iterations both runs have, for
+    seeds where both are complete; with their mean, min and max (None without a pair)."""
+    pairs = {s: _paired_last3(r, reference[s]) for s, r in sorted(variant.items())
+             if s in reference and r["complete"] and reference[s]["complete"]}
+    per_seed = {s: round(a - b, 2) for s, (a, b) in pairs.items() if a is not None and b is not None}
     vals = list(per_seed.values())
     ratios = [variant[s]["solved_train"] / reference[s]["solved_train"] for s in per_seed
               if variant[s].get("solved_train") is not None and reference[s].get("solved_train")]
@@ -397,8 +423,8 @@ def summarise(suite: Suite, variants: list[Variant], seeds: list[int], args: arg
 
 def per_level(runs: dict[str, dict[str, Any]], level: str) -> dict[str, dict[str, Any]]:
     """Runs as :func:`paired_differences` reads them, with the last-3 mean of one level."""
-    return {s: {"complete": r["complete"], "last3_mean": r["levels"][level]["last3_mean"]} for s, r in runs.items()
-            if level in r.get("levels", {})}
+    return {s: {"complete": r["complete"], "last3_mean": r["levels"][level]["last3_mean"],
+                "curve": r["levels"][level].get("curve")} for s, r in runs.items() if level in r.get("levels", {})}
 
 
 def _cell(v: Any, fmt: str = "{:.1f}") -> str:

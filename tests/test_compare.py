@@ -229,6 +229,14 @@ def test_paired_differences(bench):
                                                  "solved_train_ratio": None}
 
 
+def test_paired_differences_compare_runs_over_the_iterations_both_have(bench):
+    """A variant benched with 6 iterations against a reference that now runs 8: both at iterations 4-6."""
+    ref = {"0": {"complete": True, "last3_mean": 75.0, "curve": {str(i): 10.0 * i for i in range(9)}}}
+    var = {"0": {"complete": True, "last3_mean": 52.0, "curve": {str(i): 10.0 * i + 2 for i in range(7)}}}
+    assert bench.paired_differences(var, ref)["per_seed"] == {"0": 2.0}  # not 52 - 70
+    assert bench.paired_differences(ref, var)["per_seed"] == {"0": -2.0}
+
+
 def test_finished_runs_are_skipped_and_partial_ones_resumed(bench, tmp_path, monkeypatch, capsys):
     bench_run(bench, tmp_path, "sft", 0, [0.1, 0.2, 0.3])
     bench_run(bench, tmp_path, "sft", 1, [0.1])
