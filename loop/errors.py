@@ -55,8 +55,8 @@ def on_signal(signum: int, frame: object) -> None:
 
 def raise_if_signalled() -> None:
     """Raise the interruption of a signal that arrived but was swallowed where it was raised."""
-    if _SIGNALLED:
-        raise Terminated if _SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt
+    if signalled():
+        raise Terminated if signalled() == signal.SIGTERM else KeyboardInterrupt
 
 
 def signalled() -> int | None:

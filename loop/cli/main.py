@@ -114,13 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted(signal.SIGINT)
     except Terminated:
         return _interrupted(signal.SIGTERM)
-    except (ChildFailed, ShardError, ServerFailed) as exc:
-        if signalled():  # a child that stopped because the run was being interrupted
-            return _interrupted(signalled())
-        return _fail(exc, EXIT_FAILED)
     except Exception as exc:
         if signalled():  # raised while unwinding the interruption (a child or a server killed on the way out)
             return _interrupted(signalled())
+        if isinstance(exc, ChildFailed | ShardError | ServerFailed):
+            return _fail(exc, EXIT_FAILED)
         if isinstance(exc, OSError) and is_disk_full(exc):
             return _fail(DiskFull(exc.filename or "the output"), EXIT_DISK_FULL)
         raise
