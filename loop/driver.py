@@ -11,6 +11,11 @@ checks the finished stages first: it skips those intact and redoes, from the fir
 unfinished or whose files changed, every stage after it (later iterations included), so no
 stage ever stands on outputs that are not the ones it was computed from. The run directory is
 tied to its config only once the run's inputs (data, model) loaded.
+
+A stage that ends with an in-process sampler engine whose draws depend on its history (vLLM on CPU)
+also writes where that engine's random stream stands (``STREAM_FILE``); a resumed run continues
+the stream the stage before its first unfinished one left, so it draws the samples the
+uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 from starloop.loop.config import RunConfig
 from starloop.loop.errors import DiskFull, InputError, is_disk_full, raise_if_signalled
+from starloop.loop.fileio import read_json, write_json
 from starloop.loop.runtime.artifacts import Artifacts
 from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.failpoints import failpoint
@@ -43,6 +49,9 @@ from starloop.loop.stages import (
 )
 
 log = logging.getLogger("starloop")
+
+STREAM_FILE = "sampler_stream.json"
+"""In a stage's folder: the random state of the in-process sampler engine when the stage ended."""
 
 # The stages of one iteration, in order.
 STAGES: tuple[Stage, ...] = (
@@ -116,6 +125,7 @@ class Driver:
                     return self.rd.metrics()
             with _log_file(self.rd.root / "run.log"), RunContext.open(self.cfg, self.rd) as ctx:
                 self.rd.init(self.cfg)  # the inputs loaded: only now is the run dir tied to this config
+                ctx.sampling.continue_stream(self.stream_before(self.pending()))
                 for it, stage in self.plan():
                     if synthesize.enabled(self.cfg) and ctx.grow(it):  # the pool of later iterations
                         log.info("iteration %d: the pool has %d problems (synthesized ones included)", it,
@@ -124,6 +134,19 @@ class Driver:
                         self.publish(it, final=False)
                 self.publish(self.cfg.iterations, final=True)
         return self.rd.metrics()
+
+    def stream_before(self, pending: list[str]) -> dict[str, Any] | None:
+        """The sampler stream the finished stage before the first of ``pending`` left (see ``STREAM_FILE``)."""
+        keys = self.keys()
+        i = keys.index(pending[0]) if pending else 0
+        path = self.rd.path(keys[i - 1]) / STREAM_FILE if i > 0 and self.rd.is_done(keys[i - 1]) else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return read_json(path)
+        except (OSError, ValueError) as exc:  # only reproducibility is at stake: say so and draw afresh
+            log.warning("%s is unreadable (%s); the resumed run's sampler starts a fresh random stream", path, exc)
+            return None
 
     def publish(self, it: int, *, final: bool) -> None:
         """Push iteration ``it``'s checkpoint to the Hub as the ``hub`` section asks (each / final)."""
@@ -164,6 +187,9 @@ class Driver:
             with self.rd.stage(key) as out:
                 failpoint(f"running:{key}")
                 info = stage.run(ctx, it, out) or {}
+                stream = ctx.sampling.stream()
+                if stream is not None:
+                    write_json(out / STREAM_FILE, stream)
         except Exception as exc:
             if is_disk_full(exc) and not isinstance(exc, DiskFull):
                 raise DiskFull(self.rd.path(key)) from exc

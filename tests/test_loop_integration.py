@@ -79,3 +79,44 @@ def test_changed_config_refused(tmp_path, tiny_overrides):
     with pytest.raises(RunDirMismatch, match="sampling.temperature"):
         Driver(load_config(None, [*tiny_overrides, "iterations=0", "sampling.backend=transformers",
                                   "sampling.temperature=0.3"]), tmp_path / "run").run()
+
+
+def _completions(root, key):
+    """(problem, completion) of every row of every JSONL file of stage ``key``, file by file."""
+    return {f.name: [(r["problem_id"], r["completion"]) for r in map(json.loads, f.read_text().splitlines())]
+            for f in sorted((root / key).glob("*.jsonl"))}
+
+
+@require_vllm
+def test_a_resumed_run_draws_what_the_uninterrupted_run_draws(tmp_path, tiny_overrides):
+    """On CPU, vLLM's engine draws from one random stream across the stages that sample one checkpoint (iteration
+    0's evaluation, then iteration 1's sampling and rationalization). A run stopped after any of them, or after the
+    verify stage between them, and resumed in a fresh engine continues that stream: every draw equals the
+    uninterrupted run's."""
+    from starloop.loop.runtime.rundir import RunDir
+
+    overrides = [*tiny_overrides, "sampling.backend=vllm", "select.include_unverified=true", "sampling.temperature=1.0",
+                 "rationalize.n=2"]
+    Driver(load_config(None, overrides), tmp_path / "whole").run()
+
+    class StopAfter(Driver):
+        def __init__(self, key, *args):
+            super().__init__(*args)
+            self.stop_key = key
+
+        def plan(self):
+            full = super().plan()
+            keys = [RunDir.key(it, s.name) for it, s in full]
+            return full[:keys.index(self.stop_key) + 1]
+
+    stops = ["iter-000/evaluate", "iter-001/sample", "iter-001/verify"]
+    for key in stops:
+        StopAfter(key, load_config(None, overrides), tmp_path / "resumed").run()
+    Driver(load_config(None, overrides), tmp_path / "resumed").run()
+
+    for key in ["iter-000/evaluate", "iter-001/sample", "iter-001/rationalize", "iter-001/evaluate"]:
+        whole, resumed = _completions(tmp_path / "whole", key), _completions(tmp_path / "resumed", key)
+        assert whole and any(whole.values()), key
+        assert resumed == whole, key
+    assert (tmp_path / "resumed/iter-001/sample/sampler_stream.json").exists()
+    assert not (tmp_path / "resumed/iter-001/train/sampler_stream.json").exists()  # training ends the engine

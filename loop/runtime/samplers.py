@@ -12,20 +12,25 @@ random stream (:class:`PerRowSampling`), so a prompt's samples do not depend on 
 prompts in the call. vLLM on GPU takes a per-request seed; vLLM's CPU engine cannot, so there
 the engine's own seed governs and samples depend on the engine's history (which is why one
 engine is kept alive across consecutive stages that sample the same checkpoint, see
-``starloop.loop.runtime.sampling``).
+``starloop.loop.runtime.sampling``). That history is the process's random state
+(:meth:`Sampler.stream_state`): a run records it after each stage and a resumed run restores it,
+so the resumed run draws what the uninterrupted one would have.
 """
 
 from __future__ import annotations
 
+import base64
 import gc
 import hashlib
 import json
 import logging
 import os
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from starloop.loop.config import SamplingConfig
@@ -51,6 +56,35 @@ class Sampler(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    def stream_state(self) -> dict | None:
+        """The random state this engine's next draw continues from, when its draws depend on it (a JSON value);
+        None when they do not (each row or request seeded on its own)."""
+        return None
+
+    def restore_stream(self, state: dict) -> None:  # noqa: B027 - only for engines with a stream
+        """Continue from ``state``, a :meth:`stream_state` of an engine of the same model and seed."""
+
+
+def global_random_state() -> dict:
+    """The process's random state (torch's CPU generator, NumPy's and Python's global ones) as a JSON value."""
+    import torch  # heavy: deferred
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
+            "numpy": [kind, keys.tolist(), pos, has_gauss, gauss], "python": [version, list(internal), gauss_next]}
+
+
+def set_global_random_state(state: dict) -> None:
+    """Restore a :func:`global_random_state`."""
+    import torch  # heavy: deferred
+
+    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8).clone())
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def cuda_available() -> bool:
@@ -106,6 +140,14 @@ class VLLMSampler(Sampler):
         outs = self.llm.generate(list(prompts), sp, use_tqdm=progress)
         return [[Generation(o.text, "length" if o.finish_reason == "length" else "stop", len(o.token_ids))
                  for o in out.outputs] for out in outs]
+
+    def stream_state(self):
+        # On CPU the engine draws from the process's global generators (seeded by `LLM(seed=...)`); on GPU every
+        # request carries its own seed.
+        return None if cuda_available() else global_random_state()
+
+    def restore_stream(self, state):
+        set_global_random_state(state)
 
     def close(self):
         try:

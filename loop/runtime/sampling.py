@@ -100,6 +100,7 @@ class Sampling:
         self.teacher, self.aliases = teacher, aliases or {}
         self._live: Sampler | None = None
         self._live_key: tuple[str, str] | None = None
+        self._carried: dict[str, Any] | None = None
 
     def __enter__(self) -> Sampling:
         return self
@@ -113,15 +114,37 @@ class Sampling:
         cfg = cfg or self.cfg
         if self._live is not None and self._live_key == (str(model), cfg.backend):
             return self._live
+        carried = self._carried if self._live is None else None  # a stream carried over: only to a first engine
         self.release()
         target = self.aliases.get(str(model), str(model)) if cfg.backend == "openai" else str(model)
         log.info("starting %s sampler on %s (seed %d)", cfg.backend, target, self.engine_seed)
         self._live = BACKENDS[cfg.backend](target, cfg, self.engine_seed, self.load)
         self._live_key = (str(model), cfg.backend)
+        if carried is not None and carried.get("engine") == self._stream_key():
+            self._live.restore_stream(carried["state"])
+            log.info("sampler on %s: continuing the random stream where the run's last stage left it", target)
         return self._live
 
+    def _stream_key(self) -> list[Any]:
+        assert self._live_key is not None
+        return [*self._live_key, self.engine_seed]
+
+    def stream(self) -> dict[str, Any] | None:
+        """Where the random stream of the next in-process draw stands (a JSON value; None when it starts afresh):
+        the live engine's state, or the state :meth:`continue_stream` carries until an engine starts."""
+        if self._live is None:
+            return self._carried
+        state = self._live.stream_state()
+        return None if state is None else {"engine": self._stream_key(), "state": state}
+
+    def continue_stream(self, record: dict[str, Any] | None) -> None:
+        """Let the next engine started continue the stream ``record`` (a :meth:`stream`), if it is an engine of the
+        same model, backend and seed: a resumed run's first engine picks up where the finished stages left off."""
+        self._carried = record
+
     def release(self) -> None:
-        """Close the live engine (before training, so the trainer gets the memory)."""
+        """Close the live engine (before training, so the trainer gets the memory); its stream ends with it."""
+        self._carried = None
         if self._live is not None:
             self._live.close()
             self._live, self._live_key = None, None
