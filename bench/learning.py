@@ -16,9 +16,12 @@ configs/demo-code.yaml (see SUITES). Suite ``unlabeled``: configs/demo-unlabeled
 6- and 7-operand chains from majority-vote pseudo-labels) against ``own_vote`` (no agreement filter), both with 8
 iterations (``majority_iter8``, ``own_vote_iter8``), all 8 votes (``majority_8of8``, 8 iterations), 750 problems
 per iteration (``majority_750``), 20 SFT steps per iteration
-(``majority_steps20``) and the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
-``majority_7of8``, ``majority_6of8``, ``own_vote_quarter``), compared per level of the held-out set as well (5, 6
-and 7 operands; columns "per level"). Runs of different lengths are compared over the iterations both have.
+(``majority_steps20``), the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
+``majority_7of8``, ``majority_6of8``, ``own_vote_quarter``), a seed model stopped at 70% (``majority_stop70``,
+``own_vote_stop70``, 8 iterations), 7-operand chains joining at a 70% solved share (``majority_join70``) and votes
+at temperature 1.0 (``majority_temp1``), compared per level of the held-out set as well (5, 6 and 7 operands;
+columns "per level"). Runs of different lengths are compared over the iterations both have. ``bench/rescore.py``
+scores the finished runs' checkpoints again on a larger held-out set.
 
 Each run is a subprocess,
 
@@ -100,6 +103,7 @@ class Suite:
 
 # The unlabeled suite's earlier evaluation: 2 sampled completions per held-out problem besides the greedy one.
 EVAL_SAMPLED = ("eval.n=2", "eval.k=[1, 2]")
+STOP70 = ("model.builtin_options.target_accuracy=0.7",)
 
 SUITES = {
     "demo": Suite("demo", "sft", (
@@ -160,6 +164,13 @@ SUITES = {
                 (*EVAL_SAMPLED, "train.sft.max_steps=60", "label.min_agreement=0.75", "select.real_fraction=0.25")),
         Variant("own_vote_quarter", "configs/ablations/unlabeled_own_vote.yaml",
                 (*EVAL_SAMPLED, "train.sft.max_steps=60", "select.real_fraction=0.25")),
+        # A seed model stopped at 70% of the validation chains (step 600, not 700: 70 s less to build), 8 iterations.
+        Variant("majority_stop70", "configs/demo-unlabeled.yaml", (*STOP70, "iterations=8")),
+        Variant("own_vote_stop70", "configs/ablations/unlabeled_own_vote.yaml", (*STOP70, "iterations=8")),
+        # 7-operand chains join later (when 70% of the sampled 6-operand problems get a label they agree with), and
+        # votes drawn at temperature 1.0.
+        Variant("majority_join70", "configs/demo-unlabeled.yaml", ("curriculum.threshold=0.7",)),
+        Variant("majority_temp1", "configs/demo-unlabeled.yaml", ("sampling.temperature=1.0",)),
     ), eval_size_key=None, levels=("5", "6", "7")),
 }
 

@@ -2,7 +2,7 @@
 level, without touching the runs.
 
     OMP_NUM_THREADS=1 python bench/rescore.py RUN_DIR... [--per-level 1000] [--reference VARIANT]
-                                              [--out bench/results/rescore.json]
+                                              [--out bench/results/rescore.json] [--markdown FILE]
 
 A run scores each checkpoint on its config's held-out set, which for the unlabeled demo is 200 chains per
 level: one point of 200 moves by about 3.5 points, and iteration 0 (the same seed model in every run) reads
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size-key", default="data.eval.options.per_level", help="the config key that sets it")
     p.add_argument("--reference", default=None, help="variant (parent folder name) to pair the others with")
     p.add_argument("--out", type=Path, default=HERE / "results" / "rescore.json", help="results (JSON), resumable")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
@@ -135,23 +136,38 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(args.out)
 
     rows = {root.resolve(): results.get(str(root.resolve()), {}).get(str(args.per_level), []) for root in args.runs}
-    print(f"greedy pass@1 %, {args.per_level} held-out problems per level; gain: mean of the last {LAST} iterations "
-          f"minus iteration 0 (load average {load:.2f} at the start)")
-    for root, rs in rows.items():
-        s = summary(rs)
-        cells = "  ".join(f"{lv}: {v['start']:.1f} -> {v['last3']:.1f} ({v['gain']:+.1f})" for lv, v in s.items()
-                          if v["start"] is not None and v["last3"] is not None)
-        print(f"{root.parent.name}/{root.name} ({len(rs)} checkpoints)  {cells}")
-    if args.reference:
-        refs = {root.name: rs for root, rs in rows.items() if root.parent.name == args.reference}
-        for root, rs in rows.items():
-            if root.parent.name == args.reference or root.name not in refs:
-                continue
-            d = paired(rs, refs[root.name])
-            print(f"{root.parent.name} - {args.reference}, {root.name}: "
-                  + "  ".join(f"{lv}: {'-' if v is None else f'{v:+.1f}'}" for lv, v in d.items()))
+    lines = report(rows, args.per_level, args.reference)
+    print(f"load average {load:.2f} at the start")
+    print("\n".join(lines))
+    if args.markdown:
+        args.markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"wrote {args.markdown}")
     print(f"wrote {args.out}")
     return 0
+
+
+def report(rows: dict[Path, list[dict[str, Any]]], per_level: int, reference: str | None) -> list[str]:
+    """Markdown: per run the curve per level, start, last-3 mean and gain; with ``reference``, paired differences."""
+    out = [f"Greedy pass@1 %, {per_level} held-out problems per level (`bench/rescore.py`); gain: mean of the last "
+           f"{LAST} iterations minus iteration 0.", "", "| run | level | curve | start | last 3 | gain |",
+           "|---|---|---|---|---|---|"]
+    for root, rs in rows.items():
+        for lv, v in summary(rs).items():
+            if v["start"] is None or v["last3"] is None:
+                continue
+            c = curve(rs, None if lv == "all" else lv)
+            out.append(f"| {root.parent.name}/{root.name} | {lv} | {' '.join(f'{x:.1f}' for x in c.values())} | "
+                       f"{v['start']:.1f} | {v['last3']:.1f} | {v['gain']:+.1f} |")
+    refs = {root.name: rs for root, rs in rows.items() if root.parent.name == reference}
+    pairs = [(root, paired(rs, refs[root.name])) for root, rs in rows.items()
+             if reference and root.parent.name != reference and root.name in refs]
+    if pairs:
+        levels = list(pairs[0][1])
+        out += ["", f"Paired by seed: last-{LAST} mean minus {reference}'s, over the iterations both have (points).", "",
+                "| run | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
+        out += [f"| {root.parent.name}/{root.name} | " + " | ".join("-" if d[lv] is None else f"{d[lv]:+.1f}" for lv in levels)
+                + " |" for root, d in pairs]
+    return out
 
 
 if __name__ == "__main__":

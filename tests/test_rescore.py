@@ -49,11 +49,14 @@ def test_rescoring_a_run_at_its_own_size_repeats_its_curve_and_a_larger_set_adds
     data = json.loads(out.read_text())[str(run.resolve())]
     assert set(data) == {"12", "30"} and [r["problems"] for r in data["30"]] == [60, 60]
     assert data["30"][0]["per_level"]["3"]["problems"] == 30
-    assert "variant/seed-0 (2 checkpoints)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| variant/seed-0 | 3 |" in printed and "| variant/seed-0 | all |" in printed
 
     capsys.readouterr()
-    assert rescore.main([str(run), "--per-level", "30", "--out", str(out)]) == 0  # all there: nothing rescored
-    assert json.loads(out.read_text())[str(run.resolve())]["30"] == data["30"]
+    md = tmp_path / "rescore.md"
+    assert rescore.main([str(run), "--per-level", "30", "--out", str(out), "--markdown", str(md)]) == 0
+    assert json.loads(out.read_text())[str(run.resolve())]["30"] == data["30"]  # all there: nothing rescored
+    assert "| variant/seed-0 | 2 |" in md.read_text()
 
 
 def test_paired_differences_and_gains_use_the_last_three_iterations_both_runs_have():
@@ -68,3 +71,6 @@ def test_paired_differences_and_gains_use_the_last_three_iterations_both_runs_ha
     assert s["start"] == 50 and abs(s["last3"] - 80) < 1e-9 and abs(s["gain"] - 30) < 1e-9
     d = rescore.paired(a, b)  # iterations 1-3 only: 70 vs 53.3
     assert abs(d["6"] - (70 - 160 / 3)) < 1e-9 and d["all"] == d["6"]
+    table = rescore.report({Path("/r/a/seed-0"): a, Path("/r/b/seed-0"): b}, 10, "a")
+    assert "| a/seed-0 | 6 | 50.0 60.0 70.0 80.0 90.0 | 50.0 | 80.0 | +30.0 |" in table
+    assert f"| b/seed-0 | {-d['all']:+.1f} | {-d['6']:+.1f} |" in table
