@@ -19,7 +19,7 @@ per iteration (``majority_750``), 20 SFT steps per iteration
 (``majority_steps20``), the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
 ``majority_7of8``, ``majority_6of8``, ``own_vote_quarter``), a seed model stopped at 70% (``majority_stop70``,
 ``own_vote_stop70``, 8 iterations), 7-operand chains joining at a 70% solved share (``majority_join70``) and votes
-at temperature 1.0 (``majority_temp1``), compared per level of the held-out set as well (5, 6 and 7 operands;
+at temperature 1.0 (``majority_temp1``), 12 votes on 333 problems per iteration (``majority_12votes``), compared per level of the held-out set as well (5, 6 and 7 operands;
 columns "per level"). Runs of different lengths are compared over the iterations both have. ``bench/rescore.py``
 scores the finished runs' checkpoints again on a larger held-out set.
 
@@ -171,6 +171,8 @@ SUITES = {
         # votes drawn at temperature 1.0.
         Variant("majority_join70", "configs/demo-unlabeled.yaml", ("curriculum.threshold=0.7",)),
         Variant("majority_temp1", "configs/demo-unlabeled.yaml", ("sampling.temperature=1.0",)),
+        # 12 votes per problem on 333 problems per iteration: the same number of samples, labels from more votes.
+        Variant("majority_12votes", "configs/demo-unlabeled.yaml", ("sampling.n=12", "sampling.problems_per_iteration=333")),
     ), eval_size_key=None, levels=("5", "6", "7")),
 }
 
