@@ -41,16 +41,20 @@ GREEDY_ONLY = ("eval.n=0", "eval.k=[]", "runtime.progress=false")
 def checkpoints(root: Path) -> dict[int, str]:
     """``{iteration: model}`` for every finished evaluate stage of run directory ``root``: the model its greedy
     samples name (a checkpoint inside the run, or the starting model), else iteration ``it``'s trained model."""
-    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    from starloop.loop.runtime.artifacts import Artifacts
+    from starloop.loop.runtime.rundir import RunDir
+
+    rd = RunDir(root)
     out = {}
-    for key in manifest.get("stages", {}):
-        if not key.endswith("/evaluate"):
+    for key in rd.manifest()["stages"]:
+        it, stage = key.split("/")
+        it = int(it.removeprefix("iter-"))
+        if stage != "evaluate" or not rd.is_done(key):
             continue
-        it = int(key.split("/")[0].removeprefix("iter-"))
-        first = next(iter((root / key / "greedy.jsonl").read_text(encoding="utf-8").splitlines()), "")
+        first = next(iter((rd.path(key) / "greedy.jsonl").read_text(encoding="utf-8").splitlines()), "")
         model = json.loads(first).get("model") if first.strip() else None
         if not model or not Path(model).is_dir():
-            model = str(root / key.replace("/evaluate", "/train") / "model") if it > 0 else None
+            model = str(Artifacts(rd).model(it)) if it > 0 else None
         if model and Path(model).is_dir():
             out[it] = model
     return dict(sorted(out.items()))
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     from tqdm import tqdm
 
+    from starloop.loop.fileio import write_json
+
     todo = []
     for root in args.runs:
         root = root.resolve()
@@ -130,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         row = rescore(root, it, model, args.per_level, args.size_key)
         runs = results.setdefault(str(root), {}).setdefault(str(args.per_level), [])
         runs[:] = sorted([*runs, row], key=lambda r: r["iteration"])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(args.out)
+        write_json(args.out, results)
 
     rows = {root.resolve(): results.get(str(root.resolve()), {}).get(str(args.per_level), []) for root in args.runs}
     lines = report(rows, args.per_level, args.reference)
