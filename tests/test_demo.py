@@ -127,6 +127,25 @@ def test_later_options_leave_the_demo_models_cache_key_alone_and_wide_rows_are_w
     assert 40 < len(mixed[20:]) < 60 and all("*" in r["expr"] for r in mixed[20:])  # never a +/- chain of the task
     demo = cfg.model.builtin_options
     assert cache_key(build(SeedModelOptions, {**demo, "long_levels": {"7": 9}}), cfg.prompt, demo["seed"]) != "f278deea7a6e"
+    # The build's thread count changes float sums: another count is another model (default: the process's own).
+    assert cache_key(build(SeedModelOptions, {**demo, "threads": 2}), cfg.prompt, demo["seed"]) != "f278deea7a6e"
+
+
+def test_the_build_trains_on_its_thread_count_and_gives_the_process_its_own_back():
+    import torch
+
+    from starloop.loop.demo.seed_model import torch_threads
+
+    before = torch.get_num_threads()
+    other = 2 if before != 2 else 1
+    seen = []
+    with torch_threads(other):
+        seen.append(torch.get_num_threads())
+    with torch_threads(None):
+        seen.append(torch.get_num_threads())
+    with pytest.raises(RuntimeError), torch_threads(other):
+        raise RuntimeError("a failed build")
+    assert seen == [other, before] and torch.get_num_threads() == before
 
 
 def test_the_early_stop_decodes_long_enough_for_the_longest_solution():
