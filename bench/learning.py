@@ -19,7 +19,9 @@ per iteration (``majority_750``), 20 SFT steps per iteration
 (``majority_steps20``), the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
 ``majority_7of8``, ``majority_6of8``, ``own_vote_quarter``), a seed model stopped at 70% (``majority_stop70``,
 ``own_vote_stop70``, 8 iterations), 7-operand chains joining at a 70% solved share (``majority_join70``) and votes
-at temperature 1.0 (``majority_temp1``), 12 votes on 333 problems per iteration (``majority_12votes``), compared per level of the held-out set as well (5, 6 and 7 operands;
+at temperature 1.0 (``majority_temp1``), 12 votes on 333 problems per iteration (``majority_12votes``), other
+learning rates (``majority_lr6e4``, ``majority_lr1e3``, ``majority_lr2e4``: 10 iterations) and 16 votes per
+problem (``majority_16votes``), compared per level of the held-out set as well (5, 6 and 7 operands;
 columns "per level"). Runs of different lengths are compared over the iterations both have. ``bench/rescore.py``
 scores the finished runs' checkpoints again on a larger held-out set.
 
@@ -104,6 +106,7 @@ class Suite:
 # The unlabeled suite's earlier evaluation: 2 sampled completions per held-out problem besides the greedy one.
 EVAL_SAMPLED = ("eval.n=2", "eval.k=[1, 2]")
 STOP70 = ("model.builtin_options.target_accuracy=0.7",)
+THREADS2 = ("model.builtin_options.threads=2",)
 
 SUITES = {
     "demo": Suite("demo", "sft", (
@@ -173,6 +176,16 @@ SUITES = {
         Variant("majority_temp1", "configs/demo-unlabeled.yaml", ("sampling.temperature=1.0",)),
         # 12 votes per problem on 333 problems per iteration: the same number of samples, labels from more votes.
         Variant("majority_12votes", "configs/demo-unlabeled.yaml", ("sampling.n=12", "sampling.problems_per_iteration=333")),
+        # The variants below build the seed model on 2 torch threads (THREADS2: the same model to the byte, built in
+        # 317 s instead of 502), as the config now does. Another learning rate in the loop (the seed model stopped
+        # with its own at about 1.4e-3): higher ones were stopped after 3 iterations (worse at every point); a lower
+        # one with 10 iterations (the time the faster build leaves).
+        Variant("majority_lr6e4", "configs/demo-unlabeled.yaml", (*THREADS2, "train.sft.learning_rate=6.0e-4")),
+        Variant("majority_lr1e3", "configs/demo-unlabeled.yaml", (*THREADS2, "train.sft.learning_rate=1.0e-3")),
+        Variant("majority_lr2e4", "configs/demo-unlabeled.yaml", (*THREADS2, "train.sft.learning_rate=2.0e-4",
+                                                                  "iterations=10")),
+        # 16 votes per problem (a label needs 14 of 16): twice the samples, about 20 s more per iteration.
+        Variant("majority_16votes", "configs/demo-unlabeled.yaml", (*THREADS2, "sampling.n=16")),
     ), eval_size_key=None, levels=("5", "6", "7")),
 }
 

@@ -50,9 +50,9 @@ class TinyBuildOptions:
     runs with different seeds start from."""
     threads: int | None = None
     """Torch threads for the build's training (restored afterwards); None: as many as the process uses
-    (``OMP_NUM_THREADS``). Part of the cache key: the thread count changes float sums, so the same recipe on
-    another count is another model. The build runs before any sampling engine, so on 2 cores 2 threads train
-    it about 1.5 times as fast as one."""
+    (``OMP_NUM_THREADS``). The build runs before any sampling engine, so on 2 cores 2 threads train it about 1.5
+    times as fast as one. Part of the cache key: a thread count may change float sums (the unlabeled demo's model
+    comes out the same to the byte on 1 and 2 threads, but that is not promised for every model)."""
 
 
 @dataclass
