@@ -3,6 +3,8 @@ which held-out accuracy must rise."""
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -132,20 +134,42 @@ def test_later_options_leave_the_demo_models_cache_key_alone_and_wide_rows_are_w
 
 
 def test_the_build_trains_on_its_thread_count_and_gives_the_process_its_own_back():
+    """In a fresh interpreter (an in-process vLLM engine started by an earlier test fixes torch's thread count for
+    the whole process): the block runs on the asked count, and the process gets its own back, also on an error."""
+    code = """
+import torch
+from starloop.loop.demo.seed_model import torch_threads
+before = torch.get_num_threads()
+other = 2 if before != 2 else 1
+seen = []
+with torch_threads(other):
+    seen.append(torch.get_num_threads())
+with torch_threads(None):
+    seen.append(torch.get_num_threads())
+try:
+    with torch_threads(other):
+        raise RuntimeError("a failed build")
+except RuntimeError:
+    pass
+assert seen == [other, before] and torch.get_num_threads() == before, (seen, before)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_thread_count_fixed_by_a_sampling_engine_is_said_not_hidden(monkeypatch, caplog):
+    """After an in-process vLLM CPU engine binds its threads, ``torch.set_num_threads`` does nothing (vLLM replaces
+    it): the build says on how many threads it runs instead."""
     import torch
 
     from starloop.loop.demo.seed_model import torch_threads
 
-    before = torch.get_num_threads()
-    other = 2 if before != 2 else 1
-    seen = []
-    with torch_threads(other):
-        seen.append(torch.get_num_threads())
-    with torch_threads(None):
-        seen.append(torch.get_num_threads())
-    with pytest.raises(RuntimeError), torch_threads(other):
-        raise RuntimeError("a failed build")
-    assert seen == [other, before] and torch.get_num_threads() == before
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # what vLLM's CPU worker installs
+    fixed = torch.get_num_threads()
+    with caplog.at_level("WARNING"), torch_threads(fixed + 1):
+        assert torch.get_num_threads() == fixed
+    assert f"runs on {fixed} torch threads, not {fixed + 1}" in caplog.text
 
 
 def test_the_early_stop_decodes_long_enough_for_the_longest_solution():

@@ -206,7 +206,9 @@ def cache_key(opts: TinyBuildOptions, prompt_cfg: PromptConfig, seed: int) -> st
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch threads (None: unchanged), then restore the process's count."""
+    """Run the block with ``n`` torch threads (None: unchanged), then restore the process's count. Once an
+    in-process vLLM CPU engine has bound its threads, torch's thread count is fixed for the process (vLLM replaces
+    ``torch.set_num_threads`` with a no-op): the block then runs on that count, with a warning."""
     if n is None:
         yield
         return
@@ -214,6 +216,10 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)
+    if torch.get_num_threads() != n:
+        log.warning("seed model: the build runs on %d torch threads, not %d (an in-process sampling engine of this "
+                    "process has fixed the count); the model may differ from one built on %d",
+                    torch.get_num_threads(), n, n)
     try:
         yield
     finally:
