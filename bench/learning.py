@@ -106,7 +106,6 @@ class Suite:
 # The unlabeled suite's earlier evaluation: 2 sampled completions per held-out problem besides the greedy one.
 EVAL_SAMPLED = ("eval.n=2", "eval.k=[1, 2]")
 STOP70 = ("model.builtin_options.target_accuracy=0.7",)
-THREADS2 = ("model.builtin_options.threads=2",)
 
 SUITES = {
     "demo": Suite("demo", "sft", (
@@ -176,16 +175,15 @@ SUITES = {
         Variant("majority_temp1", "configs/demo-unlabeled.yaml", ("sampling.temperature=1.0",)),
         # 12 votes per problem on 333 problems per iteration: the same number of samples, labels from more votes.
         Variant("majority_12votes", "configs/demo-unlabeled.yaml", ("sampling.n=12", "sampling.problems_per_iteration=333")),
-        # The variants below build the seed model on 2 torch threads (THREADS2: the same model to the byte, built in
-        # 317 s instead of 502), as the config now does. Another learning rate in the loop (the seed model stopped
+        # The variants below ran after the config's seed model moved to 2 torch threads (the same model to the byte,
+        # built in 317 s instead of 502). Another learning rate in the loop (the seed model stopped
         # with its own at about 1.4e-3): higher ones were stopped after 3 iterations (worse at every point); a lower
         # one with 10 iterations (the time the faster build leaves).
-        Variant("majority_lr6e4", "configs/demo-unlabeled.yaml", (*THREADS2, "train.sft.learning_rate=6.0e-4")),
-        Variant("majority_lr1e3", "configs/demo-unlabeled.yaml", (*THREADS2, "train.sft.learning_rate=1.0e-3")),
-        Variant("majority_lr2e4", "configs/demo-unlabeled.yaml", (*THREADS2, "train.sft.learning_rate=2.0e-4",
-                                                                  "iterations=10")),
-        # 16 votes per problem (a label needs 14 of 16): twice the samples, about 20 s more per iteration.
-        Variant("majority_16votes", "configs/demo-unlabeled.yaml", (*THREADS2, "sampling.n=16")),
+        Variant("majority_lr6e4", "configs/demo-unlabeled.yaml", ("train.sft.learning_rate=6.0e-4",)),
+        Variant("majority_lr1e3", "configs/demo-unlabeled.yaml", ("train.sft.learning_rate=1.0e-3",)),
+        Variant("majority_lr2e4", "configs/demo-unlabeled.yaml", ("train.sft.learning_rate=2.0e-4", "iterations=10")),
+        # 16 votes per problem (a label needs 14 of 16): twice the samples.
+        Variant("majority_16votes", "configs/demo-unlabeled.yaml", ("sampling.n=16",)),
     ), eval_size_key=None, levels=("5", "6", "7")),
 }
 

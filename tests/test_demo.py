@@ -129,7 +129,7 @@ def test_later_options_leave_the_demo_models_cache_key_alone_and_wide_rows_are_w
     assert 40 < len(mixed[20:]) < 60 and all("*" in r["expr"] for r in mixed[20:])  # never a +/- chain of the task
     demo = cfg.model.builtin_options
     assert cache_key(build(SeedModelOptions, {**demo, "long_levels": {"7": 9}}), cfg.prompt, demo["seed"]) != "f278deea7a6e"
-    # The build's thread count changes float sums: another count is another model (default: the process's own).
+    # A build's thread count may change float sums: another count gets another key (default: the process's own).
     assert cache_key(build(SeedModelOptions, {**demo, "threads": 2}), cfg.prompt, demo["seed"]) != "f278deea7a6e"
 
 
