@@ -170,6 +170,15 @@ def test_unknown_key_in_file(tmp_path):
         load_config(p)
 
 
+def test_engine_batch_must_be_positive(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\nsampling:\n  max_num_seqs: 0\n")
+    with pytest.raises(ConfigError, match="sampling.max_num_seqs: must be >= 1"):
+        load_config(p)
+    p.write_text("name: x\nsampling:\n  max_num_seqs: 2048\n")
+    assert load_config(p).sampling.max_num_seqs == 2048
+
+
 def test_diff_configs():
     assert diff_configs({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}) == ["a.c: 2 -> 3"]
 

@@ -102,10 +102,12 @@ def test_tokenizer_and_trainer_honour_the_options(custom_model, tmp_path):
 
 
 @require_vllm
-def test_dtype_reaches_the_vllm_engine(tiny_model):
-    s = VLLMSampler(tiny_model, SamplingConfig(max_model_len=64), seed=0, load=LoadOptions(dtype="bfloat16"))
+def test_dtype_and_engine_options_reach_the_vllm_engine(tiny_model):
+    s = VLLMSampler(tiny_model, SamplingConfig(max_model_len=64, max_num_seqs=37), seed=0,
+                    load=LoadOptions(dtype="bfloat16"))
     try:
         assert s.llm.llm_engine.model_config.dtype == torch.bfloat16  # auto would be float32 for this checkpoint
+        assert s.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs == 37
         assert len(s.generate(["1+2="], GREEDY)[0]) == 1
     finally:
         s.close()

@@ -71,6 +71,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"iterations: must be >= 0, got {cfg.iterations}")
     if cfg.sampling.n < 1:
         raise ConfigError(f"sampling.n: must be >= 1, got {cfg.sampling.n}")
+    if cfg.sampling.max_num_seqs is not None and cfg.sampling.max_num_seqs < 1:
+        raise ConfigError(f"sampling.max_num_seqs: must be >= 1 (or null: vLLM's default), got {cfg.sampling.max_num_seqs}")
     _check_adaptive(cfg)
     if any(k < 1 or k > cfg.eval.n for k in cfg.eval.k):
         raise ConfigError(f"eval.k: every k must be in 1..eval.n={cfg.eval.n}, got {cfg.eval.k}")

@@ -157,6 +157,9 @@ class SamplingConfig:
     """Number of sampler replicas, each over a shard of the problems."""
     enforce_eager: bool = True
     max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    """backend vllm: the most sequences the engine decodes in one step (vLLM's ``max_num_seqs``; None: vLLM's
+    default). A tiny model on CPU samples faster with more: steps cost mostly fixed overhead."""
     base_url: str | None = None
     """backend openai: the server's URL, e.g. ``http://127.0.0.1:8000/v1``."""
     api_key_env: str = "OPENAI_API_KEY"

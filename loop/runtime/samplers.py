@@ -119,6 +119,8 @@ class VLLMSampler(Sampler):
         )
         if cfg.max_model_len:
             kwargs["max_model_len"] = cfg.max_model_len
+        if cfg.max_num_seqs is not None:
+            kwargs["max_num_seqs"] = cfg.max_num_seqs
         if load.dtype != "auto":
             kwargs["dtype"] = load.dtype
         elif not cuda_available():
