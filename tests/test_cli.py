@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -128,3 +129,15 @@ def test_verify_option_is_short_for_set(tmp_path, capsys):
     assert main(["verify", "--verifier", "math", "--input", str(inp), "--output", str(tmp_path / "o"), "--set",
                  "sampling.n=2"]) == 2
     assert "reads only the verify section" in capsys.readouterr().err
+
+
+def test_openmp_threads_wait_passively_unless_told_otherwise():
+    """OMP_WAIT_POLICY is read once, when torch loads: the command line sets it before anything imports torch."""
+    code = ("import os, sys; from starloop.loop.cli.main import _env_defaults; loaded = 'torch' in sys.modules; "
+            "_env_defaults(); print(loaded, os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert run.stdout.split() == ["False", "PASSIVE"]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert run.stdout.split() == ["False", "ACTIVE"]
