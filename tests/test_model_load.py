@@ -5,6 +5,7 @@ the trainers. A model whose config names its own Python classes (``auto_map``) l
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import textwrap
 from pathlib import Path
@@ -13,11 +14,12 @@ import pytest
 import torch
 
 from starloop.loop.config import ConfigError, SamplingConfig, TrainConfig, load_config
-from starloop.loop.records import GenParams
+from starloop.loop.records import GenParams, SampleRequest
 from starloop.loop.runtime.models import LoadOptions, load_tokenizer
-from starloop.loop.runtime.samplers import TransformersSampler, VLLMSampler
+from starloop.loop.runtime.samplers import TransformersSampler, VLLMSampler, same_but_weights
 from starloop.loop.runtime.sampling import Sampling
 from starloop.loop.runtime.trainers import train_sft
+from starloop.verifiers.records import Problem
 
 from .conftest import require_vllm
 
@@ -111,3 +113,51 @@ def test_dtype_and_engine_options_reach_the_vllm_engine(tiny_model):
         assert len(s.generate(["1+2="], GREEDY)[0]) == 1
     finally:
         s.close()
+
+
+def _other_weights(model: str, folder: Path) -> str:
+    """A checkpoint of the same model (config, tokenizer) with other weights."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, folder)
+    weights = load_file(folder / "model.safetensors")
+    g = torch.Generator().manual_seed(1)
+    save_file({k: v + 0.5 * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in weights.items()},
+              folder / "model.safetensors", metadata={"format": "pt"})
+    return str(folder)
+
+
+def test_only_checkpoints_of_one_model_share_an_engine(tiny_model, tmp_path):
+    other = _other_weights(tiny_model, tmp_path / "other")
+    assert same_but_weights(tiny_model, other)
+    cfg = json.loads((tmp_path / "other" / "config.json").read_text())
+    (tmp_path / "other" / "config.json").write_text(json.dumps({**cfg, "rope_theta": 500.0}))
+    assert not same_but_weights(tiny_model, other)
+    assert not same_but_weights(tiny_model, tmp_path / "nowhere")
+
+
+@require_vllm
+def test_a_parked_vllm_engine_loads_the_next_checkpoint_and_draws_what_a_new_engine_draws(tiny_model, tmp_path,
+                                                                                           caplog):
+    """On a CPU machine the train stage parks the engine; the next checkpoint of the same model is loaded into it
+    instead of a new engine being started, and it draws exactly what a new engine of that checkpoint draws."""
+    other = _other_weights(tiny_model, tmp_path / "other")
+    cfg = SamplingConfig(max_model_len=64)
+    problems = [Problem(id=f"p{i}", task="math", prompt=f"{i}+{i}", answer=str(2 * i)) for i in range(6)]
+
+    def texts(model: str, sampling: Sampling) -> list[str]:
+        params = GenParams(n=3, temperature=1.0, max_tokens=8)
+        request = SampleRequest(model, problems, [f"Q: {p.prompt}\nA: " for p in problems], params, iteration=1)
+        return [s.completion for s in sampling.sample(request)]
+
+    with Sampling(cfg, engine_seed=0) as fresh:
+        want = texts(other, fresh)
+    with Sampling(cfg, engine_seed=0) as sampling:
+        first = texts(tiny_model, sampling)
+        engine = sampling.engine(tiny_model)
+        sampling.release(park=True)  # what the train stage does
+        with caplog.at_level(logging.INFO, logger="starloop.loop.runtime.sampling"):
+            got = texts(other, sampling)
+        assert sampling.engine(other) is engine
+    assert f"loading {other} into the running vllm sampler" in caplog.text
+    assert got == want and got != first

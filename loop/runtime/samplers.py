@@ -29,6 +29,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -64,6 +65,31 @@ class Sampler(ABC):
 
     def restore_stream(self, state: dict) -> None:  # noqa: B027 - only for engines with a stream
         """Continue from ``state``, a :meth:`stream_state` of an engine of the same model and seed."""
+
+    def can_load(self, model_path: str, cfg: SamplingConfig) -> bool:
+        """Whether :meth:`load` can put ``model_path`` into this engine (built for ``cfg``) in place of a new
+        engine."""
+        return False
+
+    def load(self, model_path: str) -> None:
+        """Serve ``model_path`` from now on, drawing what a new engine of it would draw."""
+        raise NotImplementedError
+
+
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.json", ".bin.index.json")
+
+
+def same_but_weights(a: str | Path, b: str | Path) -> bool:
+    """Whether model folders ``a`` and ``b`` hold the same files, with the same contents but for the weights
+    (the same architecture, tokenizer and generation settings: checkpoints of one model)."""
+    def others(folder: Path) -> dict[str, Path]:
+        return {f.name: f for f in folder.iterdir() if f.is_file() and not f.name.endswith(WEIGHT_FILES)}
+
+    a, b = Path(a), Path(b)
+    if not (a.is_dir() and b.is_dir()):
+        return False
+    fa, fb = others(a), others(b)
+    return fa.keys() == fb.keys() and all(fa[n].read_bytes() == fb[n].read_bytes() for n in fa)
 
 
 def global_random_state() -> dict:
@@ -125,7 +151,24 @@ class VLLMSampler(Sampler):
             kwargs["dtype"] = load.dtype
         elif not cuda_available():
             kwargs["dtype"] = "float32" if _is_fp32(self.model_path) else "bfloat16"
+        self.cfg, self.load_options = cfg, load
         self.llm = LLM(**kwargs)
+        # Where a new engine's random stream starts (CPU: the process's generators, as the engine left them)
+        self._fresh = self.stream_state()
+
+    def can_load(self, model_path, cfg):
+        return cfg == self.cfg and same_but_weights(self.model_path, model_path)
+
+    def load(self, model_path):
+        """Reload the weights in place (vLLM's ``reload_weights``), drop the prefix cache, which holds keys and
+        values of the old weights, and start the random stream where a new engine's starts."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(model_path)})
+        if not cuda_available():
+            self.llm.apply_model(_repack_vocab_layers)
+        self.llm.reset_prefix_cache()
+        self.model_path = str(model_path)
+        if self._fresh is not None:
+            self.restore_stream(self._fresh)
 
     def generate(self, prompts, params, *, progress=False):
         from vllm import SamplingParams  # heavy, optional: deferred
@@ -160,6 +203,18 @@ class VLLMSampler(Sampler):
         except Exception as exc:  # teardown problems must not fail a finished stage
             log.debug("vLLM cleanup: %s", exc)
         gc.collect()
+
+
+def _repack_vocab_layers(model: Any) -> int:
+    """vLLM's CPU backend keeps a packed copy of the embedding / LM-head matrix for the logits GEMM, made when the
+    weights load; an in-place reload (vLLM 0.32) refreshes the matrix but not that copy, so the engine would go on
+    computing logits with the old weights. Pack them again; returns how many layers were."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding  # heavy, optional
+
+    layers = [m for m in model.modules() if isinstance(m, VocabParallelEmbedding) and m.quant_method is not None]
+    for m in layers:
+        m.quant_method.process_weights_after_loading(m)
+    return len(layers)
 
 
 def problem_seed(seed: int, key: str) -> int:

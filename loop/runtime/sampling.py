@@ -9,7 +9,10 @@ backend in one of three places, with the same function (:func:`draw`) each time:
   reused while the model stays the same: consecutive stages that sample one checkpoint
   (evaluate after training, then the next iteration's sampling and rationalization) share one
   engine instead of paying its start-up twice. On vLLM's CPU engine, whose random stream is
-  seeded once per engine, that reuse is also part of what makes a run reproducible;
+  seeded once per engine, that reuse is also part of what makes a run reproducible. On a machine
+  without an accelerator the engine also outlives training: the train stage parks it, and the
+  next checkpoint of the same model is loaded into it (vLLM's in-place weight reload) instead of
+  starting a new engine, drawing exactly what a new engine would (``Sampling.release``);
 - in a fresh child process (``runtime.stage_processes``), so accelerator memory is free again
   when the phase ends;
 - on ``sampling.data_parallel_size`` replicas, each a fresh process sampling a contiguous
@@ -101,6 +104,7 @@ class Sampling:
         self._live: Sampler | None = None
         self._live_key: tuple[str, str] | None = None
         self._carried: dict[str, Any] | None = None
+        self._parked: Sampler | None = None
 
     def __enter__(self) -> Sampling:
         return self
@@ -115,10 +119,18 @@ class Sampling:
         if self._live is not None and self._live_key == (str(model), cfg.backend):
             return self._live
         carried = self._carried if self._live is None else None  # a stream carried over: only to a first engine
-        self.release()
+        self.release(park=True)
         target = self.aliases.get(str(model), str(model)) if cfg.backend == "openai" else str(model)
-        log.info("starting %s sampler on %s (seed %d)", cfg.backend, target, self.engine_seed)
-        self._live = BACKENDS[cfg.backend](target, cfg, self.engine_seed, self.load)
+        parked, self._parked = self._parked, None
+        if parked is not None and parked.can_load(target, cfg):
+            log.info("loading %s into the running %s sampler (seed %d)", target, cfg.backend, self.engine_seed)
+            parked.load(target)
+            self._live = parked
+        else:
+            if parked is not None:
+                parked.close()
+            log.info("starting %s sampler on %s (seed %d)", cfg.backend, target, self.engine_seed)
+            self._live = BACKENDS[cfg.backend](target, cfg, self.engine_seed, self.load)
         self._live_key = (str(model), cfg.backend)
         if carried is not None and carried.get("engine") == self._stream_key():
             self._live.restore_stream(carried["state"])
@@ -142,11 +154,22 @@ class Sampling:
         same model, backend and seed: a resumed run's first engine picks up where the finished stages left off."""
         self._carried = record
 
-    def release(self) -> None:
-        """Close the live engine (before training, so the trainer gets the memory); its stream ends with it."""
+    def release(self, park: bool = False) -> None:
+        """Close the live engine (before training, so the trainer gets the memory); its stream ends with it.
+
+        With ``park``, an in-process engine on a machine without an accelerator (where the engine holds no memory
+        the trainer needs) is kept aside instead: the next engine asked for, when it is a checkpoint of the same
+        model with the same settings, is this one with the new weights loaded (:meth:`Sampler.load`: the draws a
+        new engine would make, without its start-up). Anything else closes the parked engine."""
         self._carried = None
+        if self._parked is not None and not park:
+            self._parked.close()
+            self._parked = None
         if self._live is not None:
-            self._live.close()
+            if park and self._parked is None and not self.isolate and not cuda_available():
+                self._parked = self._live
+            else:
+                self._live.close()
             self._live, self._live_key = None, None
 
     def _scratch(self, prefix: str) -> tempfile.TemporaryDirectory:

@@ -29,7 +29,7 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg
     t = cfg.train
     init = ctx.base_model if t.init == "base" else ctx.model_for(it - 1)
-    ctx.sampling.release()  # the trainer gets the accelerator memory
+    ctx.sampling.release(park=True)  # the trainer gets the accelerator memory (on CPU the engine waits, see release)
     info: dict[str, Any] = {"init": init}
     current = init
 
