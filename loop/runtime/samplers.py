@@ -151,7 +151,7 @@ class VLLMSampler(Sampler):
             kwargs["dtype"] = load.dtype
         elif not cuda_available():
             kwargs["dtype"] = "float32" if _is_fp32(self.model_path) else "bfloat16"
-        self.cfg, self.load_options = cfg, load
+        self.cfg = cfg
         self.llm = LLM(**kwargs)
         # Where a new engine's random stream starts (CPU: the process's generators, as the engine left them)
         self._fresh = self.stream_state()
