@@ -60,3 +60,25 @@ def test_code_seed_model_builds_once_and_is_cached(tmp_path):
     assert (model / "config.json").is_file() and info["train"]["steps"] == 3 and info["options"]["task"]["ops"]
     assert build_code_seed_model(tiny, PromptConfig(answer_format=False), tmp_path, 0) == model
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_line_tokens_make_each_line_of_python_one_token_and_decode_to_the_same_text():
+    from starloop.loop.demo.code_seed import line_tokens
+    from starloop.loop.demo.tinymodel import build_char_tokenizer
+    from starloop.loop.tasks.listfn import OPS
+
+    opts = CodeSeedOptions(line_tokens=True, task={"ops": ["reverse", "drop_first", "evens"]})
+    words = line_tokens(opts)
+    assert words == ["def f(x):", " return x", " x=x[::-1]", " x=x[1:]", " x=[v for v in x if v%2==0]"]
+    assert line_tokens(CodeSeedOptions(task={"ops": ["reverse"]})) == []
+    assert len(line_tokens(CodeSeedOptions(line_tokens=True))) == 2 + len(OPS)
+
+    tok = build_char_tokenizer(["f([1,2])=[2]"], words=words)
+    text = "def f(x):\n x=x[1:] # [2]\n x=[v for v in x if v%2==0] # [2]\n return x"
+    pieces = [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
+    assert pieces[:3] == ["def f(x):", "\n", " x=x[1:]"] and " x=[v for v in x if v%2==0]" in pieces
+    assert pieces[-1] == " return x" and "".join(pieces) == text and tok.decode(tok(text)["input_ids"]) == text
+    # The rest stays one token per character, regex characters of a word included.
+    assert [tok.decode([i]) for i in tok("x=x[", add_special_tokens=False)["input_ids"]] == list("x=x[")
+    plain = build_char_tokenizer(["f([1,2])=[2]"])
+    assert len(plain(text, add_special_tokens=False)["input_ids"]) == len(text)

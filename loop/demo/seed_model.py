@@ -99,7 +99,8 @@ class SeedModelOptions(TinyBuildOptions):
 
 PROPOSAL_FIELDS = ("proposal_rows", "proposal_k", "proposal_template", "proposal_example")
 LATER_DEFAULTS = {"rationale_width": 0, "wide_levels": {}, "wide_max_operand": 99,
-                  "long_levels": {}, "long_ops": "*", "long_min_operand": 1, "long_max_operand": 3, "threads": None}
+                  "long_levels": {}, "long_ops": "*", "long_min_operand": 1, "long_max_operand": 3, "threads": None,
+                  "line_tokens": False}
 """Options added after the demo's model was first cached: at these values they stay out of the cache key."""
 
 
@@ -229,10 +230,11 @@ def torch_threads(n: int | None) -> Iterator[None]:
 def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]], prompt_cfg: PromptConfig, cache_dir: str | Path,
                  seed: int, stops: Callable[[Path], list[StopAtAccuracy]] | None = None,
                  tokenizer_pairs: list[tuple[str, str]] | None = None,
-                 raw_pairs: list[tuple[str, str]] | None = None) -> Path:
+                 raw_pairs: list[tuple[str, str]] | None = None, words: list[str] | None = None) -> Path:
     """Train a tiny Llama (sized by ``opts``) from scratch on (problem text, completion) ``pairs`` (and on
     ``raw_pairs``: (prompt, completion) used as they are) with a character tokenizer trained on
-    ``tokenizer_pairs`` (default: ``pairs``; its token ids follow character frequencies there), and cache it
+    ``tokenizer_pairs`` (default: ``pairs``; its token ids follow character frequencies there; each of ``words``
+    is one token), and cache it
     under a hash of ``opts``, the prompt config and ``seed``; ``stops(init_dir)`` gives early stops. Returns
     the model directory (cached: no training)."""
     final = Path(cache_dir) / f"{name}-seed-{cache_key(opts, prompt_cfg, seed)}"
@@ -240,7 +242,7 @@ def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]]
         log.info("seed model: cached at %s", final / "model")
         return final / "model"
     log.info("seed model: building %s (first use)", final)
-    tok = build_char_tokenizer([text + completion for text, completion in tokenizer_pairs or pairs])
+    tok = build_char_tokenizer([text + completion for text, completion in tokenizer_pairs or pairs], words=words or ())
     spec = TinyModelSpec(hidden_size=opts.hidden_size, intermediate_size=opts.intermediate_size,
                          num_hidden_layers=opts.num_hidden_layers, num_attention_heads=opts.num_attention_heads,
                          num_key_value_heads=opts.num_attention_heads)

@@ -35,16 +35,24 @@ class TinyModelSpec:
     max_position_embeddings: int = 512
 
 
-def build_char_tokenizer(corpus: Iterable[str] = (), alphabet: str = BASE_ALPHABET):
-    """A character-level tokenizer trained on ``corpus`` (every character becomes one token)."""
+def _literal(word: str) -> str:
+    """``word`` as an Oniguruma pattern that matches it literally."""
+    return "".join("\\" + c if c in "\\^$.|?*+()[]{}" else c for c in word)
+
+
+def build_char_tokenizer(corpus: Iterable[str] = (), alphabet: str = BASE_ALPHABET, words: Iterable[str] = ()):
+    """A character-level tokenizer trained on ``corpus``: every character becomes one token, except the
+    ``words``, each of which is one token wherever it occurs (the longest one that fits, at every position)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers  # heavy: deferred
     from transformers import PreTrainedTokenizerFast  # heavy: deferred
 
+    words = sorted(set(words), key=lambda w: (-len(w), w))
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    pattern = "|".join([*map(_literal, words), r"[\s\S]"])
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     tok.decoder = decoders.Fuse()
     trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, min_frequency=1)
-    tok.train_from_iterator([alphabet, *corpus], trainer=trainer)
+    tok.train_from_iterator([alphabet, *words, *corpus], trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<pad>",
