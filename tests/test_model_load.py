@@ -138,7 +138,7 @@ def test_only_checkpoints_of_one_model_share_an_engine(tiny_model, tmp_path):
 
 @require_vllm
 def test_a_parked_vllm_engine_loads_the_next_checkpoint_and_draws_what_a_new_engine_draws(tiny_model, tmp_path,
-                                                                                           caplog):
+                                                                                           caplog, capfd):
     """On a CPU machine the train stage parks the engine; the next checkpoint of the same model is loaded into it
     instead of a new engine being started, and it draws exactly what a new engine of that checkpoint draws."""
     other = _other_weights(tiny_model, tmp_path / "other")
@@ -156,8 +156,26 @@ def test_a_parked_vllm_engine_loads_the_next_checkpoint_and_draws_what_a_new_eng
         first = texts(tiny_model, sampling)
         engine = sampling.engine(tiny_model)
         sampling.release(park=True)  # what the train stage does
+        capfd.readouterr()
         with caplog.at_level(logging.INFO, logger="starloop.loop.runtime.sampling"):
             got = texts(other, sampling)
         assert sampling.engine(other) is engine
     assert f"loading {other} into the running vllm sampler" in caplog.text
     assert got == want and got != first
+    # The tied LM head and the rotary cache have no weights of their own in a checkpoint: no warning about them.
+    assert "Failed to load weights" not in "".join(capfd.readouterr())
+
+
+def test_the_reload_keeps_vllms_warnings_about_layers_that_have_weights():
+    from starloop.loop.runtime.samplers import RELOAD_LOGGER, _NoOwnWeights
+
+    def record(layer: str) -> logging.LogRecord:
+        return logging.LogRecord(RELOAD_LOGGER, logging.WARNING, __file__, 1, "%s: Failed to load weights", (layer,),
+                                 None)
+
+    quiet = _NoOwnWeights()
+    assert not quiet.filter(record("RotaryEmbedding")) and not quiet.filter(record("ParallelLMHead"))
+    assert quiet.filter(record("QKVParallelLinear"))
+    other = logging.LogRecord(RELOAD_LOGGER, logging.WARNING, __file__, 1, "%s: something else", ("ParallelLMHead",),
+                              None)
+    assert quiet.filter(other)

@@ -162,7 +162,13 @@ class VLLMSampler(Sampler):
     def load(self, model_path):
         """Reload the weights in place (vLLM's ``reload_weights``), drop the prefix cache, which holds keys and
         values of the old weights, and start the random stream where a new engine's starts."""
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(model_path)})
+        quiet = _NoOwnWeights()
+        reload_log = logging.getLogger(RELOAD_LOGGER)
+        reload_log.addFilter(quiet)
+        try:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(model_path)})
+        finally:
+            reload_log.removeFilter(quiet)
         if not cuda_available():
             self.llm.apply_model(_repack_vocab_layers)
         self.llm.reset_prefix_cache()
@@ -203,6 +209,20 @@ class VLLMSampler(Sampler):
         except Exception as exc:  # teardown problems must not fail a finished stage
             log.debug("vLLM cleanup: %s", exc)
         gc.collect()
+
+
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+
+
+class _NoOwnWeights(logging.Filter):
+    """Drops vLLM's "Failed to load weights" warning for layers that have no weights of their own in a checkpoint
+    (the rotary embedding's computed cache; the LM head of a model whose head is its embedding matrix): vLLM keeps
+    what they had, which is right, and the reload would otherwise warn about them every iteration."""
+
+    LAYERS = ("RotaryEmbedding", "ParallelLMHead")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] in self.LAYERS)
 
 
 def _repack_vocab_layers(model: Any) -> int:
