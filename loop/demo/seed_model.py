@@ -234,9 +234,8 @@ def build_cached(name: str, opts: TinyBuildOptions, pairs: list[tuple[str, str]]
     """Train a tiny Llama (sized by ``opts``) from scratch on (problem text, completion) ``pairs`` (and on
     ``raw_pairs``: (prompt, completion) used as they are) with a character tokenizer trained on
     ``tokenizer_pairs`` (default: ``pairs``; its token ids follow character frequencies there; each of ``words``
-    is one token), and cache it
-    under a hash of ``opts``, the prompt config and ``seed``; ``stops(init_dir)`` gives early stops. Returns
-    the model directory (cached: no training)."""
+    is one token), and cache it under a hash of ``opts``, the prompt config and ``seed``; ``stops(init_dir)``
+    gives early stops. Returns the model directory (cached: no training)."""
     final = Path(cache_dir) / f"{name}-seed-{cache_key(opts, prompt_cfg, seed)}"
     if (final / "model" / "config.json").exists():
         log.info("seed model: cached at %s", final / "model")
