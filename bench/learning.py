@@ -184,6 +184,16 @@ SUITES = {
         Variant("majority_lr2e4", "configs/demo-unlabeled.yaml", ("train.sft.learning_rate=2.0e-4", "iterations=10")),
         # 16 votes per problem (a label needs 14 of 16): twice the samples.
         Variant("majority_16votes", "configs/demo-unlabeled.yaml", ("sampling.n=16",)),
+        # Votes drawn at temperature 0.6 (1.0 was worse than the config's 0.8), and a seed model stopped at 85% of
+        # the validation chains (not 80%): a stronger start whose labels are more often right, with less room.
+        Variant("majority_temp06", "configs/demo-unlabeled.yaml", ("sampling.temperature=0.6",)),
+        Variant("majority_stop85", "configs/demo-unlabeled.yaml", ("model.builtin_options.target_accuracy=0.85",)),
+        # The temperature-0.6 runs resumed on to 8 iterations (the 6 are the same runs, point for point).
+        Variant("majority_temp06_iter8", "configs/demo-unlabeled.yaml", ("sampling.temperature=0.6", "iterations=8")),
+        # The same with a fifth of each SFT set replayed from earlier iterations' pseudo-labeled rows (the 6-operand
+        # chains are not forgotten once 7-operand ones join).
+        Variant("majority_temp06_replay", "configs/demo-unlabeled.yaml",
+                ("sampling.temperature=0.6", "iterations=8", "select.replay_fraction=0.2")),
     ), eval_size_key=None, levels=("5", "6", "7")),
 }
 
