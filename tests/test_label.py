@@ -108,6 +108,8 @@ def test_unlabeled_data_loads_without_answers_or_solutions(tmp_path):
     (["label.enabled=true", "data.eval.unlabeled=true"], "only train data may be unlabeled"),
     (["label.enabled=true", "label.min_agreement=0"], "label.min_agreement"),
     (["label.enabled=true", "sampling.adaptive.enabled=true"], "adaptive"),
+    (["label.enabled=true", "label.rewrite=arithmetic", "sampling.n=4", "label.forms=3"], "label.forms"),
+    (["label.enabled=true", "label.rewrite=words"], "label.rewrite"),
 ])
 def test_label_config_checks(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -193,3 +195,69 @@ def test_without_the_agreement_filter_every_answer_is_its_own_label(tmp_path, ti
         has = s["finish_reason"] != "length" and marked_answer(s["completion"]) is not None
         assert s["verdict"]["correct"] == has
     assert stages["iter-001/verify"]["verified"] == sum(s["verdict"]["correct"] for s in verified) > 0
+
+
+def test_reorderings_are_the_same_chain_in_other_words():
+    """Distinct orders of the same signed terms, every running result still >= 0; nothing else is rewritten."""
+    import random
+
+    from starloop.loop.tasks.arithmetic import ArithmeticOptions, generate, reorderings
+    from starloop.verifiers.arithmetic import evaluate_chain, parse_chain
+
+    rng = random.Random(0)
+    rows = generate(ArithmeticOptions(split="train", levels=[6, 7], per_level=100, max_operand=9), 0)
+    for r in rows:
+        forms = reorderings(r["expr"], 4, rng)
+        assert forms[0] == r["expr"] and len(set(forms)) == len(forms) == 4
+        for text in forms:
+            operands, ops = parse_chain(text)
+            terms = sorted(zip(["+", *ops], operands, strict=True))
+            original = parse_chain(r["expr"])
+            assert terms == sorted(zip(["+", *original[1]], original[0], strict=True))
+            running = evaluate_chain(operands, ops)
+            assert min(running) >= 0 and str(running[-1]) == r["answer"]
+    assert reorderings("3-3", 4, rng) == ["3-3"]  # the only order whose running results stay >= 0
+    assert reorderings("2+3", 4, rng) == ["2+3", "3+2"]
+    for fixed in ("2*3+4", "7", "x+1"):
+        assert reorderings(fixed, 4, rng) == [fixed]
+
+
+def test_votes_drawn_under_several_statements(tmp_path, tiny_overrides):
+    """label.rewrite: each unlabeled problem's n samples are split among its reorderings, which vote together; each
+    sample keeps the statement it was drawn for, and trains under it."""
+    overrides = [*_vote_overrides(tiny_overrides), "label.rewrite=arithmetic", "label.forms=2"]
+    driver = Driver(load_config(None, overrides), tmp_path / "run")
+    driver.run()
+    root, stages = driver.rd.root, driver.rd.manifest()["stages"]
+    samples = [json.loads(x) for x in (root / "iter-001/sample/samples.jsonl").read_text().splitlines()]
+    problems = {p.id: p.prompt for p in load_problems(driver.cfg.data.train, driver.cfg.seed)}
+    by_problem: dict[str, list[dict]] = {}
+    for s in samples:
+        by_problem.setdefault(s["problem_id"], []).append(s)
+    assert set(by_problem) == set(problems) and stages["iter-001/sample"]["samples"] == 24 * 4
+    for pid, group in by_problem.items():
+        assert [s["index"] for s in group] == [0, 1, 2, 3]
+        statements = [s["prompt"] for s in group]
+        assert problems[pid] in statements[0] and statements[0] == statements[1]
+        assert len(set(statements)) in (1, 2)
+    assert sum(len({s["prompt"] for s in group}) == 2 for group in by_problem.values()) > 12
+    labels = [json.loads(x) for x in (root / "iter-001/label/labels.jsonl").read_text().splitlines()]
+    assert all(r["n"] == 4 and r["forms"] == len({s["prompt"] for s in by_problem[r["problem_id"]]}) for r in labels)
+    sft = [json.loads(x) for x in (root / "iter-001/select/sft.jsonl").read_text().splitlines()]
+    drawn = {(s["problem_id"], s["prompt"], s["completion"]) for s in samples}
+    assert all((r["problem_id"], r["prompt"], r["completion"]) in drawn for r in sft if r["source"] == "selfgen")
+
+
+def test_a_rewrite_that_is_a_held_out_statement_is_never_drawn():
+    import random
+
+    from starloop.loop.stages.label import statements
+    from starloop.loop.tasks.arithmetic import reorderings
+
+    problem = Problem(id="p", task="math", prompt="1+2+3-4", answer=None)
+    forms = statements(problem, reorderings, 4, random.Random(0), set())
+    assert len(forms) == 4 and forms[0] == problem.prompt
+    kept = statements(problem, reorderings, 4, random.Random(0), {forms[1], forms[3], problem.prompt})
+    assert kept == [forms[0], forms[2]]  # the problem's own statement is never dropped (a train problem: not held out)
+    labeled = Problem(id="q", task="math", prompt="1+2+3-4", answer="2")
+    assert statements(labeled, reorderings, 4, random.Random(0), set()) == ["1+2+3-4"]

@@ -210,6 +210,14 @@ class LabelConfig:
                          "passes. Write only the asserts.")
     max_tests: int = 16
     """Candidate tests per problem at most (the first distinct ones)."""
+    rewrite: Literal["none", "arithmetic"] = "none"
+    """Sample each unlabeled problem under ``forms`` equivalent statements that vote together: ``arithmetic``
+    reorders a +/- chain's terms (see ``starloop.loop.tasks.arithmetic.reorderings``). A model's confident
+    error usually belongs to one statement: with another order of the same terms the same slip gives another
+    answer, so a wrong answer rarely gathers ``min_agreement`` across forms. ``none``: the statement as given."""
+    forms: int = 4
+    """With ``rewrite``: statements per problem (the original first, then distinct rewrites while there are
+    any); ``sampling.n`` is split evenly among them."""
 
 
 @dataclass

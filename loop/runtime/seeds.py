@@ -9,6 +9,7 @@ subset        ``"{seed}-{it}"``          which problems of the pool iteration ``
 sample        ``seed + it``              the sampling call of iteration ``it`` (``it`` >= 1)
 rationalize   ``seed + 1000 + it``       the hinted re-asking of failed problems
 label         ``seed + 2000 + it``       the tests written for unlabeled code problems
+                                         and the statements of ``label.rewrite``
 synthesize    ``seed + 3000 + it``       new problems proposed, and their labeling samples
 select        ``seed + it``              the order of candidates, real and replayed rows
 pairs         ``seed + it``              the order of candidate pairs within each prompt

@@ -16,6 +16,12 @@ A code problem without tests is labeled by execution agreement instead (CodeT; s
 sandbox, and the tests of the best consensus set (solutions x tests they pass) become its
 pseudo-tests, when those solutions are at least ``label.min_agreement`` of its samples.
 
+With ``label.rewrite`` the sample stage draws an unlabeled problem's samples under ``label.forms`` equivalent
+statements (:func:`sample_forms`; for the arithmetic task, reorderings of the chain's terms), and they vote
+together: a slip the model makes on one statement gives different wrong answers on the others, while the
+right answer is the same on all of them. Each sample keeps the statement it was drawn for as its ``prompt``,
+so it trains under that statement.
+
 The verify stage then checks the samples against the pseudo-label with the problem's verifier.
 Labels are written with their provenance (votes, agreement, iteration, every answer's votes) to
 ``labels.jsonl``, never change the problems themselves, and never reach evaluation (held-out
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ from starloop.loop.config import RunConfig
 from starloop.loop.errors import InputError
 from starloop.loop.records import GenParams, Sample, SampleRequest
 from starloop.loop.runtime.context import RunContext, Stage
+from starloop.loop.tasks.arithmetic import reorderings
 from starloop.verifiers.agreement import Consensus, dual_agreement, extract_tests
 from starloop.verifiers.math import verify_math_batch
 from starloop.verifiers.math.extract import find_answer
@@ -49,6 +57,11 @@ log = logging.getLogger(__name__)
 STATUSES = ("labeled", "tie", "low_agreement", "no_answer", "own")
 TESTS = "tests.jsonl"  # label: the tests written for unlabeled code problems, as Sample rows
 Equivalent = Callable[[Sequence[tuple[str, str]]], list[bool]]
+
+
+Rewrite = Callable[[str, int, random.Random], list[str]]
+REWRITES: dict[str, Rewrite] = {"arithmetic": reorderings}
+"""``label.rewrite``: the statement, then up to ``k - 1`` distinct equivalent statements of it."""
 
 
 def unlabeled(problem: Problem) -> bool:
@@ -158,9 +171,10 @@ def vote_all(samples: Sequence[Sample], problem_ids: Sequence[str], min_agreemen
     return {pid: vote(a, min_agreement, lambda pairs: [asked[p] for p in pairs]) for pid, a in answers.items()}
 
 
-def label_row(pid: str, v: Vote, iteration: int) -> dict[str, Any]:
+def label_row(pid: str, v: Vote, iteration: int, forms: int = 1) -> dict[str, Any]:
+    """``forms``: the statements its samples were drawn under (``label.rewrite``)."""
     return {"problem_id": pid, "status": v.status, "label": v.label, "votes": v.votes, "n": v.n,
-            "agreement": round(v.agreement, 4), "iteration": iteration, "answers": v.answers}
+            "agreement": round(v.agreement, 4), "iteration": iteration, "answers": v.answers, "forms": forms}
 
 
 def code_row(pid: str, c: Consensus, tests: list[str], n: int, min_agreement: float, iteration: int) -> dict[str, Any]:
@@ -241,6 +255,44 @@ def label_code(ctx: RunContext, it: int, out: Path, problems: list[Problem],
     return rows
 
 
+def statements(problem: Problem, rewrite: Rewrite, k: int, rng: random.Random, held_out: set[str]) -> list[str]:
+    """The statements an unlabeled ``problem`` is sampled under: its own, then its rewrites that are no held-out
+    problem's statement; a labeled problem: its own only."""
+    if not unlabeled(problem):
+        return [problem.prompt]
+    own, *rest = rewrite(problem.prompt, k, rng)
+    return [own, *(f for f in rest if f not in held_out)]
+
+
+def sample_forms(ctx: RunContext, it: int, model: str, pool: Sequence[Problem], params: GenParams) -> list[Sample]:
+    """``params.n`` samples of each problem of ``pool``, an unlabeled one's split evenly among ``label.forms``
+    statements of it (``label.rewrite``; drawn with the label seed of ``it``), in pool order, indexed 0..n-1 per
+    problem; one sampling call per number of samples per statement. A rewrite that is the statement of a held-out
+    problem is never drawn (a sample trains under the statement it was drawn for)."""
+    cfg = ctx.cfg.label
+    rng = random.Random(ctx.seed("label", it))
+    held_out = {p.prompt for p in ctx.eval_problems}
+    calls: dict[int, list[tuple[tuple[int, int], Problem, str]]] = defaultdict(list)
+    for k, p in enumerate(pool):
+        forms = statements(p, REWRITES[cfg.rewrite], cfg.forms, rng, held_out)
+        for j, text in enumerate(forms):
+            count = params.n // len(forms) + (j < params.n % len(forms))
+            if count:
+                calls[count].append(((k, j), p, text))
+    drawn: list[tuple[tuple[int, int], int, Sample]] = []
+    for count, items in sorted(calls.items()):
+        problems, texts = [p for _, p, _ in items], [t for _, _, t in items]
+        request = SampleRequest(model, problems, ctx.prompts(problems, texts=texts),
+                                dataclasses.replace(params, n=count), iteration=it)
+        drawn += [(items[i // count][0], i, s) for i, s in enumerate(ctx.sampling.sample(request))]
+    out: list[Sample] = []
+    index: Counter[str] = Counter()
+    for _, _, s in sorted(drawn, key=lambda d: (d[0], d[1])):
+        out.append(dataclasses.replace(s, index=index[s.problem_id]))
+        index[s.problem_id] += 1
+    return out
+
+
 def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.label
     samples = ctx.files.samples(it)
@@ -254,7 +306,10 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     votes = vote_all(samples, answer_ids, 1.0 if own else cfg.min_agreement, math_equivalent(ctx.cfg.verify.workers))
     if own:  # the tally is kept for the record; every sample with an answer trains (verify stage)
         votes = {pid: dataclasses.replace(v, status="own", label=None) for pid, v in votes.items()}
-    rows = [label_row(pid, votes[pid], it) for pid in answer_ids]
+    forms: dict[str, set[str | None]] = defaultdict(set)
+    for x in samples:
+        forms[x.problem_id].add(x.prompt)
+    rows = [label_row(pid, votes[pid], it, len(forms[pid])) for pid in answer_ids]
     code = [ctx.problems_by_id[pid] for pid in todo if kinds[pid] == "tests"]
     if code:
         rows += label_code(ctx, it, out, code, [x for x in samples if kinds.get(x.problem_id) == "tests"])

@@ -1,6 +1,7 @@
 """The sample stage: ``sampling.n`` completions of the previous checkpoint for each problem of
 the iteration's pool (all train problems, or a fresh random ``sampling.problems_per_iteration``),
-or with ``sampling.adaptive`` as many as each problem needs, in verified rounds (stages/adaptive.py)."""
+or with ``sampling.adaptive`` as many as each problem needs, in verified rounds (stages/adaptive.py);
+with ``label.rewrite`` an unlabeled problem's samples under several equivalent statements (stages/label.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starloop.loop.records import GenParams, SampleRequest
 from starloop.loop.runtime.context import RunContext, Stage
 from starloop.loop.runtime.curriculum import curriculum_pool
 from starloop.loop.stages.adaptive import sample_adaptive
+from starloop.loop.stages.label import sample_forms
 from starloop.verifiers.records import Problem
 
 
@@ -32,6 +34,8 @@ def run(ctx: RunContext, it: int, out: Path) -> dict[str, Any]:
     model = ctx.sampler_model(it)  # the teacher (sampling.teacher) or the previous checkpoint
     if s.adaptive.enabled:  # rounds, each verified as it comes (the verify stage keeps those verdicts)
         samples, adaptive = sample_adaptive(ctx, it, model, pool, params)
+    elif ctx.cfg.label.enabled and ctx.cfg.label.rewrite != "none":  # unlabeled problems under several statements
+        samples, adaptive = sample_forms(ctx, it, model, pool, params), None
     else:
         samples, adaptive = ctx.sampling.sample(SampleRequest(model, pool, ctx.prompts(pool), params, iteration=it)), None
     ctx.files.write_samples(out, "sample", samples)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from starloop.loop.config import ConfigError, DatasetConfig, build
 from starloop.loop.tasks.registry import register_adapter
-from starloop.verifiers.arithmetic import evaluate_chain, rationale, render
+from starloop.verifiers.arithmetic import evaluate_chain, parse_chain, rationale, render
 from starloop.verifiers.records import Problem
 
 SPLITS = ("train", "eval", "seed")
@@ -127,6 +127,33 @@ def draw_distinct(draw: Callable[[], tuple[str, T]], want: int, seen: set[str], 
         seen.add(text)
         out.append((text, item))
     return out
+
+
+def reorderings(expr: str, k: int, rng: random.Random) -> list[str]:
+    """``expr`` and up to ``k - 1`` distinct reorderings of its terms (a term: an operand with the sign before it),
+    the same chain in other words (``label.rewrite: arithmetic``); a chain with a ``*``, or no chain, only itself.
+
+    Each reordering is a random walk of swaps of neighbouring terms, never of an addition followed by a
+    subtraction: such a swap never lowers a running result below where either neighbour left it, so a chain
+    whose running results are all >= 0 (the task's ``nonnegative`` problems) keeps them >= 0, and its first
+    term stays an addition. Nothing is computed: the rewrite knows only that terms commute."""
+    parsed = parse_chain(expr)
+    if parsed is None or "*" in parsed[1] or not parsed[1]:
+        return [expr]
+    operands, ops = parsed
+    terms = list(zip(["+", *ops], operands, strict=True))
+    forms, tries = [expr], 0
+    while len(forms) < k and tries < 20 * k:
+        tries += 1
+        t = list(terms)
+        for _ in range(rng.randint(1, 2 * len(t))):
+            j = rng.randrange(len(t) - 1)
+            if not (t[j][0] == "+" and t[j + 1][0] == "-"):
+                t[j], t[j + 1] = t[j + 1], t[j]
+        text = render([x for _, x in t], [op for op, _ in t[1:]])
+        if text not in forms:
+            forms.append(text)
+    return forms
 
 
 def options_from(cfg: DatasetConfig) -> ArithmeticOptions:
