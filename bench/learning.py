@@ -13,7 +13,9 @@ filter), from configs/ablations/, ``adaptive`` (the loop with ``sampling.adaptiv
 ``*_whole``: whole texts, the earlier recipe) and the loop from seed models of other build seeds
 (``build_seed_1``, ``build_seed_2``). ``--variants`` picks a subset. Suite ``code``:
 configs/demo-code.yaml (see SUITES). Suite ``unlabeled``: configs/demo-unlabeled.yaml (``majority``, learning
-6- and 7-operand chains from majority-vote pseudo-labels) against ``own_vote`` (no agreement filter), both with 8
+6- and 7-operand chains from majority-vote pseudo-labels, each problem's votes drawn under 4 orders of its terms)
+against ``own_vote`` (no agreement filter); every other variant votes on the chain as given (``ONE_FORM``): that
+earlier config and its own-vote run (``majority_one_form``, ``own_vote_one_form``), both with 8
 iterations (``majority_iter8``, ``own_vote_iter8``), all 8 votes (``majority_8of8``, 8 iterations), 750 problems
 per iteration (``majority_750``), 20 SFT steps per iteration
 (``majority_steps20``), the config's earlier settings (``majority_steps60``, ``own_vote_steps60``,
@@ -106,6 +108,8 @@ class Suite:
 # The unlabeled suite's earlier evaluation: 2 sampled completions per held-out problem besides the greedy one.
 EVAL_SAMPLED = ("eval.n=2", "eval.k=[1, 2]")
 STOP70 = ("model.builtin_options.target_accuracy=0.7",)
+# The unlabeled config before its votes were drawn under several statements: the chain as given, 7 of 8 votes.
+ONE_FORM = ("label.rewrite=none", "label.min_agreement=0.875")
 
 SUITES = {
     "demo": Suite("demo", "sft", (
@@ -141,9 +145,10 @@ SUITES = {
         Variant("control", "configs/ablations/code_control.yaml"),
     ), eval_size_key="data.eval.options.per_level"),
     # Suite `unlabeled`: learning 6- and 7-operand chains without answers (configs/demo-unlabeled.yaml: majority-vote
-    # pseudo-labels, 7 of 8 votes, half the SFT rows replayed from the seed set, 30 SFT steps per iteration, 6
-    # iterations, greedy evaluation only), against the same run without the agreement filter (every sample's own
-    # answer its label). The other variants were benched while the config's evaluation also sampled 2 completions
+    # pseudo-labels, 8 votes under 4 orders of the terms and 6 of them needed, half the SFT rows replayed from the
+    # seed set, 30 SFT steps per iteration, 6 iterations, greedy evaluation only), against the same run without the
+    # agreement filter (every sample's own answer its label). Every other variant votes on the chain as given, 7 of
+    # 8 votes needed (ONE_FORM, the earlier config). The other variants were benched while the config's evaluation also sampled 2 completions
     # per held-out problem (EVAL_SAMPLED). The in-process engine is seeded once and serves the evaluation and the next
     # iteration's sampling in turn, so that evaluation changes the random stream, not the recipe: the config and
     # the own-vote run with 8 iterations (the comparisons pair runs over the iterations both have); all 8 votes (8
@@ -153,47 +158,51 @@ SUITES = {
     "unlabeled": Suite("unlabeled", "majority", (
         Variant("majority", "configs/demo-unlabeled.yaml"),
         Variant("own_vote", "configs/ablations/unlabeled_own_vote.yaml"),
-        Variant("majority_iter8", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "iterations=8")),
-        Variant("own_vote_iter8", "configs/ablations/unlabeled_own_vote.yaml", (*EVAL_SAMPLED, "iterations=8")),
-        Variant("majority_8of8", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "label.min_agreement=1.0", "iterations=8")),
-        Variant("majority_750", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "sampling.problems_per_iteration=750")),
-        Variant("majority_steps20", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "train.sft.max_steps=20")),
-        Variant("majority_steps60", "configs/demo-unlabeled.yaml", (*EVAL_SAMPLED, "train.sft.max_steps=60")),
-        Variant("own_vote_steps60", "configs/ablations/unlabeled_own_vote.yaml", (*EVAL_SAMPLED, "train.sft.max_steps=60")),
+        # Every variant below ran before the config drew its votes under 4 statements (ONE_FORM: the chain as given,
+        # 7 of 8 votes); the first two are that earlier config and its own-vote run.
+        Variant("majority_one_form", "configs/demo-unlabeled.yaml", ONE_FORM),
+        Variant("own_vote_one_form", "configs/ablations/unlabeled_own_vote.yaml", ONE_FORM),
+        Variant("majority_iter8", "configs/demo-unlabeled.yaml", (*ONE_FORM, *EVAL_SAMPLED, "iterations=8")),
+        Variant("own_vote_iter8", "configs/ablations/unlabeled_own_vote.yaml", (*ONE_FORM, *EVAL_SAMPLED, "iterations=8")),
+        Variant("majority_8of8", "configs/demo-unlabeled.yaml", (*ONE_FORM, *EVAL_SAMPLED, "label.min_agreement=1.0", "iterations=8")),
+        Variant("majority_750", "configs/demo-unlabeled.yaml", (*ONE_FORM, *EVAL_SAMPLED, "sampling.problems_per_iteration=750")),
+        Variant("majority_steps20", "configs/demo-unlabeled.yaml", (*ONE_FORM, *EVAL_SAMPLED, "train.sft.max_steps=20")),
+        Variant("majority_steps60", "configs/demo-unlabeled.yaml", (*ONE_FORM, *EVAL_SAMPLED, "train.sft.max_steps=60")),
+        Variant("own_vote_steps60", "configs/ablations/unlabeled_own_vote.yaml", (*ONE_FORM, *EVAL_SAMPLED, "train.sft.max_steps=60")),
         Variant("majority_7of8", "configs/demo-unlabeled.yaml",
-                (*EVAL_SAMPLED, "train.sft.max_steps=60", "select.real_fraction=0.25")),
+                (*ONE_FORM, *EVAL_SAMPLED, "train.sft.max_steps=60", "select.real_fraction=0.25")),
         Variant("majority_6of8", "configs/demo-unlabeled.yaml",
-                (*EVAL_SAMPLED, "train.sft.max_steps=60", "label.min_agreement=0.75", "select.real_fraction=0.25")),
+                (*ONE_FORM, *EVAL_SAMPLED, "train.sft.max_steps=60", "label.min_agreement=0.75", "select.real_fraction=0.25")),
         Variant("own_vote_quarter", "configs/ablations/unlabeled_own_vote.yaml",
-                (*EVAL_SAMPLED, "train.sft.max_steps=60", "select.real_fraction=0.25")),
+                (*ONE_FORM, *EVAL_SAMPLED, "train.sft.max_steps=60", "select.real_fraction=0.25")),
         # A seed model stopped at 70% of the validation chains (step 600, not 700: 70 s less to build), 8 iterations.
-        Variant("majority_stop70", "configs/demo-unlabeled.yaml", (*STOP70, "iterations=8")),
-        Variant("own_vote_stop70", "configs/ablations/unlabeled_own_vote.yaml", (*STOP70, "iterations=8")),
+        Variant("majority_stop70", "configs/demo-unlabeled.yaml", (*ONE_FORM, *STOP70, "iterations=8")),
+        Variant("own_vote_stop70", "configs/ablations/unlabeled_own_vote.yaml", (*ONE_FORM, *STOP70, "iterations=8")),
         # 7-operand chains join later (when 70% of the sampled 6-operand problems get a label they agree with), and
         # votes drawn at temperature 1.0.
-        Variant("majority_join70", "configs/demo-unlabeled.yaml", ("curriculum.threshold=0.7",)),
-        Variant("majority_temp1", "configs/demo-unlabeled.yaml", ("sampling.temperature=1.0",)),
+        Variant("majority_join70", "configs/demo-unlabeled.yaml", (*ONE_FORM, "curriculum.threshold=0.7")),
+        Variant("majority_temp1", "configs/demo-unlabeled.yaml", (*ONE_FORM, "sampling.temperature=1.0")),
         # 12 votes per problem on 333 problems per iteration: the same number of samples, labels from more votes.
-        Variant("majority_12votes", "configs/demo-unlabeled.yaml", ("sampling.n=12", "sampling.problems_per_iteration=333")),
+        Variant("majority_12votes", "configs/demo-unlabeled.yaml", (*ONE_FORM, "sampling.n=12", "sampling.problems_per_iteration=333")),
         # The variants below ran after the config's seed model moved to 2 torch threads (the same model to the byte,
         # built in 317 s instead of 502). Another learning rate in the loop (the seed model stopped
         # with its own at about 1.4e-3): higher ones were stopped after 3 iterations (worse at every point); a lower
         # one with 10 iterations (the time the faster build leaves).
-        Variant("majority_lr6e4", "configs/demo-unlabeled.yaml", ("train.sft.learning_rate=6.0e-4",)),
-        Variant("majority_lr1e3", "configs/demo-unlabeled.yaml", ("train.sft.learning_rate=1.0e-3",)),
-        Variant("majority_lr2e4", "configs/demo-unlabeled.yaml", ("train.sft.learning_rate=2.0e-4", "iterations=10")),
+        Variant("majority_lr6e4", "configs/demo-unlabeled.yaml", (*ONE_FORM, "train.sft.learning_rate=6.0e-4")),
+        Variant("majority_lr1e3", "configs/demo-unlabeled.yaml", (*ONE_FORM, "train.sft.learning_rate=1.0e-3")),
+        Variant("majority_lr2e4", "configs/demo-unlabeled.yaml", (*ONE_FORM, "train.sft.learning_rate=2.0e-4", "iterations=10")),
         # 16 votes per problem (a label needs 14 of 16): twice the samples.
-        Variant("majority_16votes", "configs/demo-unlabeled.yaml", ("sampling.n=16",)),
+        Variant("majority_16votes", "configs/demo-unlabeled.yaml", (*ONE_FORM, "sampling.n=16")),
         # Votes drawn at temperature 0.6 (1.0 was worse than the config's 0.8), and a seed model stopped at 85% of
         # the validation chains (not 80%): a stronger start whose labels are more often right, with less room.
-        Variant("majority_temp06", "configs/demo-unlabeled.yaml", ("sampling.temperature=0.6",)),
-        Variant("majority_stop85", "configs/demo-unlabeled.yaml", ("model.builtin_options.target_accuracy=0.85",)),
+        Variant("majority_temp06", "configs/demo-unlabeled.yaml", (*ONE_FORM, "sampling.temperature=0.6")),
+        Variant("majority_stop85", "configs/demo-unlabeled.yaml", (*ONE_FORM, "model.builtin_options.target_accuracy=0.85")),
         # The temperature-0.6 runs resumed on to 8 iterations (the 6 are the same runs, point for point).
-        Variant("majority_temp06_iter8", "configs/demo-unlabeled.yaml", ("sampling.temperature=0.6", "iterations=8")),
+        Variant("majority_temp06_iter8", "configs/demo-unlabeled.yaml", (*ONE_FORM, "sampling.temperature=0.6", "iterations=8")),
         # The same with a fifth of each SFT set replayed from earlier iterations' pseudo-labeled rows (the 6-operand
         # chains are not forgotten once 7-operand ones join).
         Variant("majority_temp06_replay", "configs/demo-unlabeled.yaml",
-                ("sampling.temperature=0.6", "iterations=8", "select.replay_fraction=0.2")),
+                (*ONE_FORM, "sampling.temperature=0.6", "iterations=8", "select.replay_fraction=0.2")),
     ), eval_size_key=None, levels=("5", "6", "7")),
 }
 
