@@ -110,6 +110,7 @@ def test_unlabeled_data_loads_without_answers_or_solutions(tmp_path):
     (["label.enabled=true", "sampling.adaptive.enabled=true"], "adaptive"),
     (["label.enabled=true", "label.rewrite=arithmetic", "sampling.n=4", "label.forms=3"], "label.forms"),
     (["label.enabled=true", "label.rewrite=words"], "label.rewrite"),
+    (["label.rewrite=arithmetic"], "set label.enabled: true"),
 ])
 def test_label_config_checks(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -118,6 +118,8 @@ def _check_label(cfg: RunConfig) -> None:
             get_verifier("judge").make_config(syn.judge)
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"synthesize.judge: {exc}") from None
+    if lab.rewrite != "none" and not lab.enabled:
+        raise ConfigError("label.rewrite: the statements vote in the label stage; set label.enabled: true")
     if lab.rewrite != "none" and (lab.forms < 1 or cfg.sampling.n % lab.forms):
         raise ConfigError(f"label.forms: must be >= 1 and divide sampling.n (each statement gets as many samples), "
                           f"got {lab.forms} for n={cfg.sampling.n}")
