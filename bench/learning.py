@@ -24,7 +24,10 @@ per iteration (``majority_750``), 20 SFT steps per iteration
 at temperature 1.0 (``majority_temp1``), 12 votes on 333 problems per iteration (``majority_12votes``), other
 learning rates (``majority_lr6e4``, ``majority_lr1e3``, ``majority_lr2e4``: 10 iterations) and 16 votes per
 problem (``majority_16votes``), compared per level of the held-out set as well (5, 6 and 7 operands;
-columns "per level"). Runs of different lengths are compared over the iterations both have. ``bench/rescore.py``
+columns "per level"). Suite ``star``: configs/demo-star.yaml (``star``: STaR's arithmetic task, column-by-column
+sums whose lines carry the answer's digits, with rationalization) against ``no_rationalization`` and
+``reask_without_hint`` (the failed problems re-asked under the plain prompt, the same number of samples: what the
+hint adds over more samples). Runs of different lengths are compared over the iterations both have. ``bench/rescore.py``
 scores the finished runs' checkpoints again on a larger held-out set.
 
 Each run is a subprocess,
@@ -204,6 +207,14 @@ SUITES = {
         Variant("majority_temp06_replay", "configs/demo-unlabeled.yaml",
                 (*ONE_FORM, "sampling.temperature=0.6", "iterations=8", "select.replay_fraction=0.2")),
     ), eval_size_key=None, levels=("5", "6", "7")),
+    # Suite `star`: the rationalization demo (configs/demo-star.yaml: STaR's own arithmetic task, sums worked column
+    # by column whose every line carries the answer's digits found so far), without rationalization, and with the
+    # failed problems re-asked without the hint (the same number of samples under the plain prompt).
+    "star": Suite("star", "star", (
+        Variant("star", "configs/demo-star.yaml"),
+        Variant("no_rationalization", "configs/demo-star.yaml", ("rationalize.enabled=false",)),
+        Variant("reask_without_hint", "configs/demo-star.yaml", ('rationalize.hint_template="{prompt}"',)),
+    ), eval_size_key="data.eval.options.per_level"),
 }
 
 
