@@ -10,31 +10,19 @@ of its text (:func:`starloop.loop.tasks.arithmetic.split_of`).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starloop.loop.config import ConfigError, DatasetConfig, build
-from starloop.loop.tasks.arithmetic import SPLITS, draw_distinct, split_of
+from starloop.loop.tasks.arithmetic import SPLITS, SplitOptions, draw_distinct, split_of
 from starloop.loop.tasks.registry import register_adapter
 from starloop.verifiers.addition import scratchpad
 from starloop.verifiers.records import Problem
 
 
 @dataclass
-class AdditionOptions:
-    split: str = "train"
-    """train (answers only), eval (held out), or seed (worked solutions for the seed model)."""
-    levels: list[int] = field(default_factory=lambda: [3, 4])
-    """Numbers of digits of both numbers."""
-    per_level: int = 200
-    counts: dict[str, int] = field(default_factory=dict)
-    """Problems per level for some levels (level -> count), overriding ``per_level`` for those."""
-    eval_share: float = 0.2
-    """Share of the sums reserved for the eval split (by hash)."""
-    seed_share: float = 0.2
-    """Share of the sums reserved for the seed split (by hash)."""
-    seed: int | None = None
-    """Draw with this seed instead of the run's (e.g. ``data.real`` replaying a seed model's seed set)."""
+class AdditionOptions(SplitOptions):
+    """A split's sums: ``levels`` are numbers of digits (both numbers have as many)."""
 
 
 def _number(rng: random.Random, digits: int) -> int:

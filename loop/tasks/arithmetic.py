@@ -28,20 +28,17 @@ T = TypeVar("T")
 
 
 @dataclass
-class ArithmeticOptions:
+class SplitOptions:
+    """What every generated built-in task (``arithmetic``, ``addition``) is asked for: a split, how many problems of
+    which levels, the hash shares that keep the splits disjoint, and a seed of its own."""
+
     split: str = "train"
     """train (answers only), eval (held out), or seed (worked rationales for the seed model)."""
     levels: list[int] = field(default_factory=lambda: [3, 4])
-    """Numbers of operands to generate."""
+    """Levels to generate (arithmetic: numbers of operands; addition: numbers of digits)."""
     per_level: int = 200
     counts: dict[str, int] = field(default_factory=dict)
     """Problems per level for some levels (level -> count), overriding ``per_level`` for those."""
-    max_operand: int = 99
-    min_operand: int = 0
-    """Operands are drawn from ``min_operand`` to ``max_operand``."""
-    ops: str = "+-"
-    nonnegative: bool = True
-    """Keep every intermediate result >= 0 (shorter numbers, easier for small models)."""
     eval_share: float = 0.2
     """Share of the expression space reserved for the eval split (by hash)."""
     seed_share: float = 0.2
@@ -49,6 +46,16 @@ class ArithmeticOptions:
     seed: int | None = None
     """Draw with this seed instead of the run's (e.g. ``data.real`` replaying the seed set of a seed
     model built with a fixed seed)."""
+
+
+@dataclass
+class ArithmeticOptions(SplitOptions):
+    max_operand: int = 99
+    min_operand: int = 0
+    """Operands are drawn from ``min_operand`` to ``max_operand``."""
+    ops: str = "+-"
+    nonnegative: bool = True
+    """Keep every intermediate result >= 0 (shorter numbers, easier for small models)."""
     width: int = 0
     """Right-align every line of the worked solutions to this many characters (see
     ``starloop.verifiers.arithmetic.rationale``); 0: no padding."""
