@@ -53,7 +53,7 @@ def test_stage_seeds_are_the_documented_ones():
 
 
 def test_unknown_builtin_model_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown built-in model 'builtin:nope'; known: \['builtin:arithmetic', 'builtin:listfn'\]"):
+    with pytest.raises(ConfigError, match=r"unknown built-in model 'builtin:nope'; known: \['builtin:addition', 'builtin:arithmetic', 'builtin:listfn'\]"):
         resolve_model(ModelConfig(path="builtin:nope"), PromptConfig(), 0)
     assert resolve_model(ModelConfig(path="Qwen/Qwen2.5-Math-1.5B"), PromptConfig(), 0) == "Qwen/Qwen2.5-Math-1.5B"
     with pytest.raises(InputError, match="model.path: no such model folder: /models/x"):
