@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from starloop.loop.config import PromptConfig, build
-from starloop.loop.demo.seed_model import TinyBuildOptions, build_cached
-from starloop.loop.demo.target_stop import Probe, StopAtAccuracy
+from starloop.loop.demo.seed_model import TinyBuildOptions, accuracy_stop, build_cached
+from starloop.loop.demo.target_stop import StopAtAccuracy
 from starloop.loop.runtime.models import register_builtin_model
-from starloop.loop.runtime.prompts import render_prompt
 from starloop.loop.tasks.addition import AdditionOptions, generate
 
 log = logging.getLogger(__name__)
@@ -65,10 +64,12 @@ def seed_rows(opts: AdditionSeedOptions, seed: int) -> tuple[list[dict[str, Any]
     return plain, hinted, held
 
 
-def training_pairs(opts: AdditionSeedOptions, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def training_pairs(opts: AdditionSeedOptions, seed: int, rows: tuple[list[dict[str, Any]], ...] | None = None
+                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(problem text, worked solution) rows of the build: (the plain seed sums, the hinted ones: a
-    ``hinted_fraction`` of the plain sums and the ``hinted_levels`` sums, under ``hint_template``)."""
-    plain, only_hinted, _ = seed_rows(opts, seed)
+    ``hinted_fraction`` of the plain sums and the ``hinted_levels`` sums, under ``hint_template``); ``rows``: the
+    :func:`seed_rows` already drawn."""
+    plain, only_hinted, _ = rows or seed_rows(opts, seed)
     picked = random.Random(f"{seed}-hinted").sample(plain, round(len(plain) * opts.hinted_fraction))
     return ([(r["expr"], r["rationale"]) for r in plain],
             [(opts.hint_template.format(prompt=r["expr"], answer=r["answer"]), r["rationale"])
@@ -82,16 +83,12 @@ def build_addition_seed_model(options: dict[str, Any], prompt_cfg: PromptConfig,
     opts = build(AdditionSeedOptions, dict(options), prefix="model.builtin_options.")
     if opts.seed is not None:
         seed = opts.seed
-    plain, hinted = training_pairs(opts, seed)
+    rows = seed_rows(opts, seed)
+    plain, hinted = training_pairs(opts, seed, rows)
 
     def stops(init_dir: Path) -> list[StopAtAccuracy]:
         if opts.target_accuracy is None:
             return []
-        from transformers import AutoTokenizer  # heavy: deferred
-
-        tok = AutoTokenizer.from_pretrained(init_dir)
-        held = seed_rows(opts, seed)[2]
-        probe = Probe([render_prompt(tok, r["expr"], prompt_cfg) for r in held], [r["rationale"] for r in held])
-        return [StopAtAccuracy(probe, tok, opts.target_accuracy, check_every=opts.check_every)]
+        return [accuracy_stop(rows[2], opts.target_accuracy, opts.check_every, init_dir, prompt_cfg)]
 
     return build_cached("addition", opts, plain + hinted, prompt_cfg, cache_dir, seed, stops, tokenizer_pairs=plain)

@@ -141,16 +141,22 @@ def validation_rows(opts: SeedModelOptions, seed: int) -> list[dict[str, Any]]:
     return generate(o, seed, at_most=True)[count:]
 
 
+def accuracy_stop(rows: list[dict[str, Any]], target: float, check_every: int, init_dir: Path,
+                  prompt_cfg: PromptConfig) -> StopAtAccuracy:
+    """The early stop at ``target`` greedy accuracy on worked ``rows`` ({expr, rationale}: held-out validation
+    problems), with the tokenizer of the model in ``init_dir``."""
+    from transformers import AutoTokenizer  # heavy: deferred
+
+    tok = AutoTokenizer.from_pretrained(init_dir)
+    probe = Probe([render_prompt(tok, r["expr"], prompt_cfg) for r in rows], [r["rationale"] for r in rows])
+    return StopAtAccuracy(probe, tok, target, check_every=check_every)
+
+
 def stop_callbacks(opts: SeedModelOptions, seed: int, init_dir: Path, prompt_cfg: PromptConfig) -> list[Any]:
     """The early stop at ``target_accuracy`` (none without one)."""
     if opts.target_accuracy is None:
         return []
-    from transformers import AutoTokenizer  # heavy: deferred
-
-    tok = AutoTokenizer.from_pretrained(init_dir)
-    rows = validation_rows(opts, seed)
-    probe = Probe([render_prompt(tok, r["expr"], prompt_cfg) for r in rows], [r["rationale"] for r in rows])
-    return [StopAtAccuracy(probe, tok, opts.target_accuracy, check_every=opts.check_every)]
+    return [accuracy_stop(validation_rows(opts, seed), opts.target_accuracy, opts.check_every, init_dir, prompt_cfg)]
 
 
 def hinted_rows(opts: SeedModelOptions, rows: list[dict[str, Any]], seed: int) -> list[tuple[str, dict[str, Any]]]:
